@@ -1,0 +1,1 @@
+"""Outbound call-center dialer: runtime, infrastructure and the PBX side."""

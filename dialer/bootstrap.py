@@ -1,0 +1,28 @@
+"""Bringing a store to life: migrations, then the first rows a working dialer needs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dialer.db.engine import Database
+from dialer.db.migrate import current_revision, head_revision, upgrade
+from dialer.settings import Settings
+
+
+def initialize(db: Database, settings: Settings, now: datetime) -> str:
+    """Run the migrations up to head; idempotent. Returns a one-line report."""
+    before = current_revision(db)
+    upgrade(db)
+    after = current_revision(db)
+    if before == after:
+        return f"schema at revision {after} (already up to date)"
+    return f"schema migrated {before or 'empty'} -> {after}"
+
+
+def ensure_ready(db: Database) -> None:
+    """Refuse to run against a database whose schema is not at the head revision."""
+    from dialer.errors import DialerError
+    current, head = current_revision(db), head_revision(db)
+    if current != head:
+        raise DialerError(f"the database schema is at revision {current or 'none'}, the code needs {head}: "
+                          f"run `dialer init`")

@@ -1,0 +1,1 @@
+"""The store: ORM models, engine and sessions, migrations."""

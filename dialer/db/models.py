@@ -1,0 +1,246 @@
+"""The schema of the whole product. It only ever changes through a migration in migrations/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, MetaData, Numeric, String,
+                        Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from dialer.db.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL, but INTEGER on SQLite so the id is the rowid alias and autoincrements.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(64))
+    source_item_id: Mapped[str | None] = mapped_column(String(200))  # the feed's own id, for exactly-once
+
+    phone_raw: Mapped[str | None] = mapped_column(String(100))
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    phone_ext: Mapped[str | None] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(200))
+    order_number: Mapped[str | None] = mapped_column(String(100))
+    product: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    preferred_time: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str | None] = mapped_column(String(64))   # explicit IANA zone from the lead
+    region: Mapped[str | None] = mapped_column(String(100))
+    extra: Mapped[dict[str, Any] | None]
+
+    status: Mapped[str] = mapped_column(String(16))
+    invalid_reason: Mapped[str | None] = mapped_column(String(64))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"))
+    close_reason: Mapped[str | None] = mapped_column(String(32))
+    closed_at: Mapped[datetime | None]
+
+    # Dialing state the policy reads; kept on the lead so selection is one indexed query.
+    attempts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    contacts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_dialed_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_contact_at: Mapped[datetime | None]
+    last_result: Mapped[str | None] = mapped_column(String(32))
+    next_attempt_at: Mapped[datetime | None]      # not before: retry delay or cadence
+    callback_at: Mapped[datetime | None]
+    callback_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    sla_alerted_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_leads_phone_received", "phone_e164", "received_at"),
+        Index("ix_leads_phone_order", "phone_e164", "order_number"),
+        Index("ix_leads_status_next", "status", "next_attempt_at"),
+        Index("ix_leads_lease", "lease_expires_at"),
+        UniqueConstraint("source", "source_item_id", name="uq_leads_source_item"),
+    )
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    interface: Mapped[str] = mapped_column(String(100), unique=True)  # queue member, e.g. PJSIP/op1
+    extension: Mapped[str | None] = mapped_column(String(32))
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)     # products / tags
+    level: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default="unknown", server_default="unknown")
+    state_changed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class CallAttempt(Base):
+    __tablename__ = "call_attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    tier: Mapped[str | None] = mapped_column(String(32))
+    daemon_id: Mapped[str] = mapped_column(String(100))
+    pbx: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    result: Mapped[str | None] = mapped_column(String(32))
+
+    # Correlation with Asterisk: ActionID and ChannelId are ours; Uniqueid restarts with Asterisk.
+    action_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    channel_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    uniqueid: Mapped[str | None] = mapped_column(String(100))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    dialed_number: Mapped[str | None] = mapped_column(String(32))
+
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    operator_interface: Mapped[str | None] = mapped_column(String(100))
+    originate_reason: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause_txt: Mapped[str | None] = mapped_column(String(100))
+    tech_cause: Mapped[str | None] = mapped_column(String(32))
+    dial_status: Mapped[str | None] = mapped_column(String(32))
+    recording_ref: Mapped[str | None] = mapped_column(String(300))
+
+    claimed_at: Mapped[datetime]
+    originated_at: Mapped[datetime | None]
+    ringing_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    connected_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    wrapup_until: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_call_attempts_lead_no", "lead_id", "attempt_no"),)
+
+
+class AttemptEvent(Base):
+    """Each state transition of an attempt: state -> event -> new state, with the event's time."""
+
+    __tablename__ = "attempt_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("call_attempts.id"), index=True)
+    at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class Disposition(Base):
+    __tablename__ = "dispositions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("call_attempts.id"), unique=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    callback_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+    custom_fields: Mapped[dict[str, Any] | None]
+    recorded_by: Mapped[str] = mapped_column(String(100))  # operator name, "cli:<user>", "wrapup-timeout"
+    created_at: Mapped[datetime]
+
+
+class DncEntry(Base):
+    __tablename__ = "dnc"
+
+    phone_e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    added_by: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[datetime]
+
+
+class PolicyVersion(Base):
+    __tablename__ = "policy_versions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    values: Mapped[dict[str, Any]]
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class PolicyChange(Base):
+    """Audit: who changed which policy key, when, from what to what."""
+
+    __tablename__ = "policy_changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id"), index=True)
+    key: Mapped[str] = mapped_column(String(100))
+    old_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    new_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """Transactional outbox: written with the outcome, delivered to the CRM afterwards."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("call_attempts.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))   # pending, sent, dead
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_try_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_try_at"),
+        Index("ix_outbox_lead", "lead_id", "id"),
+    )
+
+
+class Cursor(Base):
+    """Named positions that must survive a restart: feed cursors, export watermarks."""
+
+    __tablename__ = "cursors"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class ScriptGap(Base):
+    """An operator's flag: the customer asked something the script does not cover."""
+
+    __tablename__ = "script_gaps"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    script_id: Mapped[str] = mapped_column(String(100), index=True)
+    script_version: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("call_attempts.id"))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    created_at: Mapped[datetime]

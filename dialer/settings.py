@@ -1,0 +1,398 @@
+"""One typed settings object: defaults, then the TOML file, then DIALER_* environment, then CLI flags.
+
+Every key is declared once, with its type, its check and its help text. A bad value
+stops start-up with a SettingsError naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from dialer.errors import SettingsError
+
+ENV_PREFIX = "DIALER_"
+DEFAULT_CONFIG_FILE = "dialer.toml"
+
+Check = Callable[[Any], str | None]  # returns what is allowed when the value is refused
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", check: Check | None = None,
+            secret: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    meta = {"help": help, "check": check, "secret": secret}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- checks: each returns None when the value is fine, else the sentence "what is allowed" ---
+
+def between(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"a number from {low:g} to {high:g}"
+    return check
+
+
+def one_of(*allowed: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else "one of: " + ", ".join(allowed)
+    return check
+
+
+def time_zone(value: Any) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return "an IANA time zone name such as Europe/Moscow"
+    return None
+
+
+def region_code(value: Any) -> str | None:
+    if value in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    return "a two-letter region code known to phonenumbers, such as RU, KZ, BY"
+
+
+def db_url(value: Any) -> str | None:
+    if re.match(r"^(sqlite|postgresql)(\+\w+)?://", value or ""):
+        return None
+    return "an SQLAlchemy URL starting with sqlite:/// or postgresql+psycopg://"
+
+
+def http_url_or_empty(value: Any) -> str | None:
+    if value == "" or re.match(r"^https?://[^\s]+$", value):
+        return None
+    return "an http:// or https:// URL, or empty to turn it off"
+
+
+def clock_time(value: Any) -> str | None:
+    if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value or ""):
+        return None
+    return "a time of day as HH:MM, such as 02:00"
+
+
+def not_empty(value: Any) -> str | None:
+    return None if value else "a non-empty string"
+
+
+# --- the settings ---
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = setting("127.0.0.1", "Address the HTTP server (webhook, console) listens on")
+    port: int = setting(8080, "Port of the HTTP server", between(1, 65535))
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    token: str = setting("", "Shared secret a webhook caller sends as 'Authorization: Bearer <token>' "
+                             "or 'X-Dialer-Token'; empty refuses every webhook call", secret=True)
+    dedup_window_hours: float = setting(24.0, "Variant B dedup window: a phone-only lead whose phone was "
+                                              "received this many hours before is a duplicate",
+                                        between(0, 24 * 365))
+    max_body_bytes: int = setting(65536, "Largest webhook body accepted, in bytes", between(1024, 10_000_000))
+    csv_batch_size: int = setting(5000, "Rows per transaction in CSV import", between(1, 100_000))
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    name: str = setting(dataclasses.MISSING, "Name of the feed (stored leads get source 'feed:<name>')", not_empty)
+    url: str = setting(dataclasses.MISSING, "URL of the JSON feed", http_url_or_empty)
+    interval_seconds: float = setting(30.0, "Seconds between polls", between(0.05, 86400))
+    token: str = setting("", "Bearer token sent to the feed", secret=True)
+    cursor_param: str = setting("cursor", "Query parameter that carries the cursor", not_empty)
+    items_key: str = setting("items", "Key of the list of items in a page", not_empty)
+    next_cursor_key: str = setting("next_cursor", "Key of the next cursor in a page", not_empty)
+    id_key: str = setting("id", "Key of an item's unique id", not_empty)
+    timeout_seconds: float = setting(10.0, "HTTP timeout of one poll", between(0.1, 600))
+    field_map: dict = setting(default_factory=dict, help="Feed field name -> lead field name "
+                                                         "(phone, name, order_number, product, comment, ...)")
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    name: str = setting("pbx1", "Name of this Asterisk server in logs and attempt records", not_empty)
+    host: str = setting("127.0.0.1", "Asterisk AMI host")
+    port: int = setting(5038, "Asterisk AMI port", between(1, 65535))
+    username: str = setting("dialer", "AMI user (manager.conf)", not_empty)
+    secret: str = setting("", "AMI secret (manager.conf)", secret=True)
+    action_timeout_seconds: float = setting(5.0, "Longest wait for an AMI action's response", between(0.1, 120))
+    ping_interval_seconds: float = setting(10.0, "Seconds between watchdog Pings", between(0.1, 600))
+    reconnect_min_seconds: float = setting(0.5, "First reconnect delay (doubles up to the maximum)",
+                                           between(0.01, 600))
+    reconnect_max_seconds: float = setting(30.0, "Longest reconnect delay", between(0.01, 3600))
+
+
+@dataclass(frozen=True)
+class DialSettings:
+    channel: str = setting("Local/{number}@dialer-trunk", "Channel to originate; {number} is the "
+                                                           "customer's number as the trunk wants it",
+                           not_empty)
+    number_format: str = setting("e164", "How {number} is written: e164 (+79123456789), "
+                                         "national (89123456789) or digits (79123456789)",
+                                 one_of("e164", "national", "digits"))
+    context: str = setting("dialer-outbound", "Dialplan context the answered customer goes to", not_empty)
+    exten: str = setting("s", "Extension in that context", not_empty)
+    priority: int = setting(1, "Priority in that context", between(1, 1000))
+    caller_id: str = setting('"Shop" <74950000000>', "Caller ID shown to the customer")
+    queue: str = setting("operators", "Asterisk queue whose members are the operators", not_empty)
+    wrapup_limit_seconds: float = setting(300.0, "If an operator records no disposition within this "
+                                                 "time after the call, the attempt gets no_decision",
+                                          between(5, 86400))
+
+
+@dataclass(frozen=True)
+class CrmSettings:
+    webhook_url: str = setting("", "CRM webhook receiving each outcome (empty: outbox only)",
+                               http_url_or_empty)
+    token: str = setting("", "Bearer token sent to the CRM", secret=True)
+    timeout_seconds: float = setting(10.0, "HTTP timeout of one delivery", between(0.1, 600))
+    max_failures: int = setting(8, "Failed deliveries before an outcome becomes a dead letter", between(1, 100))
+    field_map: dict = setting(default_factory=dict, help="Our field name -> CRM field name")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    at: str = setting("02:00", "Time of the nightly export", clock_time)
+    timezone: str = setting("", "Zone of that time (empty: the center's zone)",
+                            lambda v: None if v == "" else time_zone(v))
+    directory: str = setting("exports", "Folder the nightly files are written to", not_empty)
+    format: str = setting("csv", "Nightly file format", one_of("csv", "jsonl"))
+    excel_bom: bool = setting(True, "Start CSV files with a UTF-8 BOM so Excel shows Cyrillic")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    webhook_url: str = setting("", "URL that receives a POST for each alert (empty: log only)",
+                               http_url_or_empty)
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
+    default_region: str = setting("RU", "Region for phone numbers written without a country code",
+                                  region_code)
+    center_timezone: str = setting("Europe/Moscow", "The call center's time zone", time_zone)
+    log_level: str = setting("INFO", "Log level", one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+    daemon_id: str = setting("", "Name of this daemon in claims (empty: host name and process id)")
+    http: HttpSettings = setting(default_factory=HttpSettings)
+    intake: IntakeSettings = setting(default_factory=IntakeSettings)
+    ami: AmiSettings = setting(default_factory=AmiSettings)
+    dial: DialSettings = setting(default_factory=DialSettings)
+    crm: CrmSettings = setting(default_factory=CrmSettings)
+    export: ExportSettings = setting(default_factory=ExportSettings)
+    alerts: AlertSettings = setting(default_factory=AlertSettings)
+    feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
+
+
+SECTIONS: dict[str, type] = {
+    "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
+    "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
+}
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    key: str          # dotted, e.g. "intake.token"
+    env: str          # e.g. DIALER_INTAKE_TOKEN
+    type: type
+    default: Any
+    help: str
+    secret: bool
+
+
+def describe() -> list[SettingInfo]:
+    """Every scalar key, for --help, the README and `dialer config`."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        if f.name in SECTIONS:
+            for sf in dataclasses.fields(SECTIONS[f.name]):
+                rows.append(_info(f"{f.name}.{sf.name}", sf))
+        elif f.name != "feeds":
+            rows.append(_info(f.name, f))
+    return rows
+
+
+def _info(key: str, f: dataclasses.Field) -> SettingInfo:
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+    return SettingInfo(key, env_name(key), _field_type(f), default, f.metadata.get("help", ""),
+                       f.metadata.get("secret", False))
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def load_settings(config_path: str | os.PathLike | None = None,
+                  env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings: defaults < TOML file < DIALER_* environment < overrides (CLI flags)."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+
+    path = config_path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        data = _read_toml(Path(path), required=True)
+    elif Path(DEFAULT_CONFIG_FILE).is_file():
+        data = _read_toml(Path(DEFAULT_CONFIG_FILE), required=False)
+
+    _check_known_keys(data)
+    for info in describe():
+        if info.env in env:
+            _put(data, info.key, _from_string(info, env[info.env]))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _put(data, key, value)
+    return _build(data)
+
+
+def _read_toml(path: Path, required: bool) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if required:
+            raise SettingsError(f"config file {path} does not exist") from None
+        return {}
+    except OSError as exc:
+        raise SettingsError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_known_keys(data: Mapping[str, Any]) -> None:
+    top = {f.name for f in dataclasses.fields(Settings)}
+    for key, value in data.items():
+        if key not in top:
+            raise SettingsError(f"unknown setting '{key}'; known: {', '.join(sorted(top))}")
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise SettingsError(f"'{key}' must be a table ([{key}]) of settings")
+            known = {f.name for f in dataclasses.fields(SECTIONS[key])}
+            for sub in value:
+                if sub not in known:
+                    raise SettingsError(f"unknown setting '{key}.{sub}'; known in [{key}]: "
+                                        + ", ".join(sorted(known)))
+
+
+def _put(data: dict[str, Any], key: str, value: Any) -> None:
+    if "." in key:
+        section, name = key.split(".", 1)
+        data.setdefault(section, {})[name] = value
+    else:
+        data[key] = value
+
+
+def _from_string(info: SettingInfo, text: str) -> Any:
+    """Environment values are strings; turn them into the key's type or say what is allowed."""
+    try:
+        if info.type is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if info.type is int:
+            return int(text)
+        if info.type is float:
+            return float(text)
+        if info.type is dict:
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+    except ValueError:
+        raise SettingsError(f"{info.env}={text!r}: {info.key} must be {_type_words(info.type)}") from None
+    return text
+
+
+def _build(data: Mapping[str, Any]) -> Settings:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name not in data:
+            continue
+        if f.name in SECTIONS:
+            kwargs[f.name] = _build_section(SECTIONS[f.name], data[f.name], f.name)
+        elif f.name == "feeds":
+            kwargs["feeds"] = _build_feeds(data["feeds"])
+        else:
+            kwargs[f.name] = _coerce(f.name, f, data[f.name])
+    settings = Settings(**kwargs)
+    names = [feed.name for feed in settings.feeds]
+    if len(names) != len(set(names)):
+        raise SettingsError("feeds: every [[feeds]] entry needs its own name")
+    return settings
+
+
+def _build_section(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise SettingsError(f"'{prefix}' must be a table of settings")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            kwargs[f.name] = _coerce(f"{prefix}.{f.name}", f, values[f.name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SettingsError(f"{prefix}.{f.name} is required")
+    return cls(**kwargs)
+
+
+def _build_feeds(value: Any) -> tuple[FeedSettings, ...]:
+    if not isinstance(value, list):
+        raise SettingsError("feeds must be a list of [[feeds]] tables")
+    feeds = []
+    known = {f.name for f in dataclasses.fields(FeedSettings)}
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise SettingsError(f"feeds[{i}] must be a table")
+        for key in item:
+            if key not in known:
+                raise SettingsError(f"unknown setting 'feeds[{i}].{key}'; known: {', '.join(sorted(known))}")
+        feeds.append(_build_section(FeedSettings, item, f"feeds[{i}]"))
+    return tuple(feeds)
+
+
+def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
+    expected = _field_type(f)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
+    if not ok:
+        raise SettingsError(f"{key} must be {_type_words(expected)}, got {value!r}")
+    check = f.metadata.get("check")
+    if check is not None:
+        allowed = check(value)
+        if allowed is not None:
+            raise SettingsError(f"{key}: {value!r} is not allowed; expected {allowed}")
+    return value
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    names = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "tuple": tuple}
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return names.get(t, object)
+
+
+def _type_words(t: type) -> str:
+    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+            dict: "a table / JSON object"}.get(t, t.__name__)
+
+
+def resolved_daemon_id(settings: Settings) -> str:
+    if settings.daemon_id:
+        return settings.daemon_id
+    import socket
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,246 @@
+"""The one intake function every source calls: normalize, check DNC, dedup, store every lead.
+
+Order of the checks: invalid (cannot be called) > dnc (never dial) > duplicate > new.
+The dedup decision is made under a lock on the lead's phone (SQLite: the database write lock taken
+by BEGIN IMMEDIATE; PostgreSQL: a transaction advisory lock per phone), so two identical leads
+arriving at the same moment give one `new` and one `duplicate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+from dialer.clock import require_aware
+from dialer.db.engine import Database
+from dialer.db.models import Lead
+from dialer.errors import InvalidPhone
+from leads.dedup import EarlierLead, dedup
+from leads.dnc import numbers_on_dnc
+from leads.lead import LeadStatus
+from leads.phone import Phone, mask_phone, normalize_phone
+
+log = logging.getLogger("leads.intake")
+
+# Longest value of each text field; sources refuse longer ones with a clear message.
+FIELD_LIMITS = {
+    "phone": 100, "name": 200, "order_number": 100, "product": 200, "comment": 10_000,
+    "preferred_time": 100, "timezone": 64, "region": 100, "source": 64, "source_item_id": 200,
+}
+LEAD_FIELDS = ("phone", "name", "order_number", "product", "comment", "preferred_time", "timezone", "region")
+
+
+@dataclass(frozen=True)
+class LeadIn:
+    """A lead as a source hands it over, before any rule has looked at it."""
+
+    phone: str | None
+    name: str | None = None
+    order_number: str | None = None
+    product: str | None = None
+    comment: str | None = None
+    preferred_time: str | None = None
+    timezone: str | None = None
+    region: str | None = None
+    extra: dict[str, Any] | None = None
+    source: str = "api"
+    source_item_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IntakeOutcome:
+    lead_id: int
+    status: LeadStatus
+    reason: str | None = None
+    duplicate_of: int | None = None
+    phone: str | None = None
+    already_stored: bool = False   # a feed item that was stored before (exactly-once)
+
+
+@dataclass
+class IntakeCounts:
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, outcomes: Sequence[IntakeOutcome]) -> None:
+        for outcome in outcomes:
+            self.counts["already_stored" if outcome.already_stored else outcome.status.value] += 1
+
+
+def field_problems(lead: LeadIn) -> list[str]:
+    """What makes this input malformed (not merely uncallable): over-long fields, an unknown zone."""
+    problems = []
+    for name, limit in FIELD_LIMITS.items():
+        value = getattr(lead, name)
+        if value is not None and len(value) > limit:
+            problems.append(f"{name} is longer than {limit} characters")
+    if lead.timezone:
+        try:
+            ZoneInfo(lead.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone {lead.timezone!r} is not an IANA time zone such as Asia/Vladivostok")
+    return problems
+
+
+class Intake:
+    """Stores leads. `submit` is the single entry for the webhook, CSV import and feeds."""
+
+    def __init__(self, db: Database, *, default_region: str = "RU",
+                 dedup_window: timedelta = timedelta(hours=24),
+                 on_new_leads: Callable[[list[int]], None] | None = None) -> None:
+        self.db = db
+        self.default_region = default_region
+        self.dedup_window = dedup_window
+        self.on_new_leads = on_new_leads
+
+    def submit(self, leads: Sequence[LeadIn], received_at: datetime) -> list[IntakeOutcome]:
+        """Store every lead, in order, as one transaction; returns one outcome per lead."""
+        require_aware(received_at)
+        for lead in leads:
+            problems = field_problems(lead)
+            if problems:
+                raise ValueError("; ".join(problems))
+        phones = [self._normalize(lead) for lead in leads]
+        with self.db.write() as session:
+            outcomes = self._store(session, leads, phones, received_at)
+        new_ids = [o.lead_id for o in outcomes if o.status is LeadStatus.NEW and not o.already_stored]
+        if new_ids and self.on_new_leads is not None:
+            self.on_new_leads(new_ids)
+        return outcomes
+
+    def _normalize(self, lead: LeadIn) -> Phone | InvalidPhone:
+        try:
+            return normalize_phone(lead.phone, self.default_region)
+        except InvalidPhone as exc:
+            return exc
+
+    def _store(self, session: Session, leads: Sequence[LeadIn], phones: Sequence[Phone | InvalidPhone],
+               received_at: datetime) -> list[IntakeOutcome]:
+        known_phones = sorted({p.e164 for p in phones if isinstance(p, Phone)})
+        if self.db.is_postgres and known_phones:
+            _lock_phones(session, known_phones)
+        already = _already_stored(session, leads)
+        on_dnc = _dnc_numbers(session, known_phones)
+        earlier = _earlier_leads(session, known_phones)
+        ids = iter(_allocate_ids(session, self.db, len(leads)))
+
+        rows: list[dict[str, Any]] = []
+        outcomes: list[IntakeOutcome] = []
+        seen_items: dict[tuple[str, str], IntakeOutcome] = {}
+        for lead, phone in zip(leads, phones):
+            item_key = (lead.source, lead.source_item_id) if lead.source_item_id else None
+            if item_key in already or item_key in seen_items:
+                first = already.get(item_key) or seen_items[item_key]
+                outcomes.append(IntakeOutcome(first.lead_id, first.status, first.reason, first.duplicate_of,
+                                              first.phone, already_stored=True))
+                continue
+            lead_id = next(ids)
+            outcome = self._decide(lead_id, phone, lead, received_at, on_dnc, earlier)
+            if isinstance(phone, Phone):
+                earlier[phone.e164].append(EarlierLead(lead_id, received_at, lead.order_number,
+                                                       outcome.duplicate_of))
+            rows.append(_row(lead_id, lead, phone, outcome, received_at))
+            outcomes.append(outcome)
+            if item_key:
+                seen_items[item_key] = outcome
+        if rows:
+            session.execute(insert(Lead), rows)
+            if self.db.is_postgres and any(o.status is LeadStatus.NEW for o in outcomes):
+                session.execute(text("SELECT pg_notify('dialer_new_leads', '')"))
+        for outcome in outcomes:
+            if not outcome.already_stored:
+                log.debug("lead.stored lead_id=%s status=%s reason=%s phone=%s", outcome.lead_id,
+                          outcome.status.value, outcome.reason, mask_phone(outcome.phone))
+        return outcomes
+
+    def _decide(self, lead_id: int, phone: Phone | InvalidPhone, lead: LeadIn, received_at: datetime,
+                on_dnc: set[str], earlier: dict[str, list[EarlierLead]]) -> IntakeOutcome:
+        if isinstance(phone, InvalidPhone):
+            return IntakeOutcome(lead_id, LeadStatus.INVALID, phone.reason)
+        if phone.e164 in on_dnc:
+            return IntakeOutcome(lead_id, LeadStatus.DNC, "number is on the do-not-call list", phone=phone.e164)
+        verdict = dedup(lead.order_number, received_at, earlier[phone.e164], self.dedup_window)
+        status = LeadStatus.DUPLICATE if verdict.is_duplicate else LeadStatus.NEW
+        return IntakeOutcome(lead_id, status, verdict.rule, verdict.duplicate_of, phone.e164)
+
+
+def _row(lead_id: int, lead: LeadIn, phone: Phone | InvalidPhone, outcome: IntakeOutcome,
+         received_at: datetime) -> dict[str, Any]:
+    valid = isinstance(phone, Phone)
+    return {
+        "id": lead_id, "received_at": received_at, "source": lead.source, "source_item_id": lead.source_item_id,
+        "phone_raw": lead.phone, "phone_e164": phone.e164 if valid else None,
+        "phone_ext": phone.extension if valid else None,
+        "name": lead.name, "order_number": lead.order_number, "product": lead.product, "comment": lead.comment,
+        "preferred_time": lead.preferred_time, "timezone": lead.timezone or None, "region": lead.region,
+        "extra": lead.extra or None, "status": outcome.status.value,
+        "invalid_reason": outcome.reason if outcome.status is LeadStatus.INVALID else None,
+        "duplicate_of_id": outcome.duplicate_of, "attempts_count": 0, "contacts_count": 0,
+    }
+
+
+def _lock_phones(session: Session, phones: list[str]) -> None:
+    # Sorted keys: two transactions locking overlapping phone sets cannot deadlock.
+    session.execute(text(
+        "SELECT pg_advisory_xact_lock(k) FROM "
+        "(SELECT DISTINCT hashtextextended(p, 0) AS k FROM unnest(CAST(:phones AS text[])) AS p ORDER BY k) s"
+    ), {"phones": phones})
+
+
+def _already_stored(session: Session, leads: Sequence[LeadIn]) -> dict[tuple[str, str], IntakeOutcome]:
+    keys = {(lead.source, lead.source_item_id) for lead in leads if lead.source_item_id}
+    found: dict[tuple[str, str], IntakeOutcome] = {}
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for source, item in keys:
+        by_source[source].append(item)
+    for source, items in by_source.items():
+        for chunk in _chunks(items, 900):
+            rows = session.execute(
+                select(Lead.id, Lead.source_item_id, Lead.status, Lead.invalid_reason, Lead.duplicate_of_id,
+                       Lead.phone_e164)
+                .where(Lead.source == source, Lead.source_item_id.in_(chunk)))
+            for row in rows:
+                found[(source, row.source_item_id)] = IntakeOutcome(
+                    row.id, LeadStatus(row.status), row.invalid_reason, row.duplicate_of_id, row.phone_e164)
+    return found
+
+
+def _dnc_numbers(session: Session, phones: list[str]) -> set[str]:
+    numbers: set[str] = set()
+    for chunk in _chunks(phones, 900):
+        numbers |= numbers_on_dnc(session, list(chunk))
+    return numbers
+
+
+def _earlier_leads(session: Session, phones: list[str]) -> dict[str, list[EarlierLead]]:
+    earlier: dict[str, list[EarlierLead]] = defaultdict(list)
+    for chunk in _chunks(phones, 900):
+        rows = session.execute(select(Lead.id, Lead.phone_e164, Lead.received_at, Lead.order_number,
+                                      Lead.duplicate_of_id).where(Lead.phone_e164.in_(chunk)))
+        for row in rows:
+            earlier[row.phone_e164].append(EarlierLead(row.id, row.received_at, row.order_number,
+                                                       row.duplicate_of_id))
+    return earlier
+
+
+def _allocate_ids(session: Session, db: Database, count: int) -> list[int]:
+    """Ids are taken before insert so that a duplicate inside the same batch can link to its original."""
+    if count == 0:
+        return []
+    if db.is_postgres:
+        return list(session.scalars(text(
+            "SELECT nextval(pg_get_serial_sequence('leads', 'id')) FROM generate_series(1, :n)"), {"n": count}))
+    # SQLite: the write lock (BEGIN IMMEDIATE) is held, so nobody else can take these ids meanwhile.
+    top = session.scalar(text("SELECT COALESCE(MAX(id), 0) FROM leads"))
+    return list(range(top + 1, top + 1 + count))
+
+
+def _chunks(items: Sequence[str], size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
