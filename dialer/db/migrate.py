@@ -23,17 +23,19 @@ def alembic_config(db: Database) -> Config:
     return config
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def upgrade(db: Database, revision: str = "heads") -> None:
     command.upgrade(alembic_config(db), revision)
 
 
 def current_revision(db: Database) -> str | None:
+    """The applied revision(s), comma-separated when branches are applied side by side."""
     with db.engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision(db: Database) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(db)).get_current_head()
+    return ",".join(sorted(ScriptDirectory.from_config(alembic_config(db)).get_heads())) or None
 
 
 def is_up_to_date(db: Database) -> bool:
