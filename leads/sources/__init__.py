@@ -1,0 +1,1 @@
+"""Lead sources: small adapters (webhook, JSON feed, CSV import) that all feed leads.intake.Intake.submit."""
