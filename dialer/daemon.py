@@ -1,0 +1,535 @@
+"""The dialer daemon (`dialer run`): one asyncio process that turns leads into calls.
+
+It hosts, in one event loop: the intake webhook (and later the operator console), the pull feeds,
+the AMI connection, the dialing loop, the result writer, the CRM outbox sender and the periodic
+jobs (APScheduler: nightly export; plus wrap-up expiry, SLA alerts, lease renewal, reconciliation).
+
+The dialing loop (procrastinate's worker shape): wait for a wake-up (a new lead from intake in this
+process, a NOTIFY from another process on PostgreSQL, an operator becoming free, a call ending) or
+the poll interval as the safety net; then, while an operator is free, claim the next attempt in the
+database (leads.policy.claim) and Originate it. Progressive pacing: each call in progress holds
+one free operator (dialer.pacing), so calls never outnumber operators who can take them.
+
+Only this module reads the clock; everything below it takes `now`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import httpx
+
+from dialer import attempts as attempt_store
+from dialer.ami.adapter import AmiClient, OriginateRequest
+from dialer.ami.errors import AmiActionError, AmiAuthError, AmiError
+from dialer.ami.events import (AgentComplete, AgentConnect, AmiEvent, Connected, Disconnected, LoginFailed,
+                               QueueMemberPause, QueueMemberStatus)
+from dialer.calls.tracker import AttemptUpdate, CallTracker
+from dialer.clock import Clock
+from dialer.db.engine import Database
+from dialer.pacing import MemberStatus, OperatorBoard, Presence, calls_to_place
+from dialer.settings import Settings, resolved_daemon_id
+from leads.intake import Intake
+from leads.phone import format_for_dialing, mask_phone
+from leads.policy.claim import Claim, claim_next
+from leads.policy.queue import leads_at_risk, mark_sla_alerted
+from leads.policy.results import renew_leases
+from leads.policy.store import current_policy
+
+log = logging.getLogger("dialer.daemon")
+
+POLL_INTERVAL = 1.0          # seconds: the safety net when no wake-up comes
+JOB_INTERVAL = 1.0           # wrap-ups, board refresh
+SLA_CHECK_INTERVAL = 5.0
+RECONCILE_INTERVAL = 30.0
+
+
+@dataclass
+class DaemonStats:
+    claimed: int = 0
+    originated: int = 0
+    originate_failed: int = 0
+    ended: int = 0
+    results: dict[str, int] = field(default_factory=dict)
+    alerts: int = 0
+    max_in_progress: int = 0
+    originate_times: list[float] = field(default_factory=list)   # monotonic time each Originate went out
+
+
+class Daemon:
+    def __init__(self, settings: Settings, db: Database, clock: Clock, *, serve_http: bool = True,
+                 http_port: int | None = None, drain_seconds: float = 30.0,
+                 on_originate: Callable[[Claim], None] | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.daemon_id = resolved_daemon_id(settings)
+        self.pbx = settings.ami.name
+        self.center_zone = settings.center_timezone
+        self.board = OperatorBoard()
+        self.tracker = CallTracker()
+        self.stats = DaemonStats()
+        self.serve_http = serve_http
+        self.http_port = http_port if http_port is not None else settings.http.port
+        self.drain_seconds = drain_seconds
+        self.on_originate = on_originate
+        self.http_url: str | None = None
+        self.ready = asyncio.Event()
+        self.failure: BaseException | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._writes: asyncio.Queue[Callable[[], Any]] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._claims: dict[int, Claim] = {}              # attempts in flight -> their claim
+        self._wrapups: dict[int, str] = {}               # connected attempt -> operator interface
+        self._alerted: set[int] = set()
+        self._sender = None
+        self.ami = AmiClient(settings.ami, clock, on_event=self._on_event)
+        self.intake = Intake(db, default_region=settings.default_region, on_new_leads=self._new_leads_from_thread)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; then stop claiming, let calls finish, write every result."""
+        self._loop = asyncio.get_running_loop()
+        tasks: dict[str, asyncio.Task] = {}
+        server = None
+        scheduler = None
+        try:
+            from dialer.bootstrap import ensure_ready
+            ensure_ready(self.db)
+            await asyncio.to_thread(self._adopt_open_attempts)
+            tasks["writer"] = asyncio.create_task(self._writer(), name="writer")
+            self.ami.start()
+            try:
+                await self.ami.connect(timeout=max(10.0, self.settings.ami.action_timeout_seconds * 2))
+            except AmiAuthError:
+                raise
+            except AmiError as exc:
+                log.warning("ami.not_connected_yet server=%s reason=%s (retrying in the background)", self.pbx, exc)
+            if self.serve_http:
+                server = await self._start_http()
+            scheduler = self._start_scheduler()
+            tasks["dial"] = asyncio.create_task(self._dial_loop(), name="dial")
+            tasks["jobs"] = asyncio.create_task(self._jobs(), name="jobs")
+            if self.db.is_postgres:
+                tasks["listen"] = asyncio.create_task(self._listen_for_leads(), name="listen")
+            tasks.update(self._start_feeds())
+            sender = self._start_sender()
+            if sender is not None:
+                tasks["crm"] = sender
+            self.ready.set()
+            log.info("daemon.started daemon_id=%s pbx=%s http=%s", self.daemon_id, self.pbx, self.http_url)
+            stop_wait = asyncio.create_task(stop.wait(), name="stop")
+            watched = [stop_wait, *tasks.values()]
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            stop_wait.cancel()
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        finally:
+            self.ready.set()
+            await self._shutdown(tasks, server, scheduler)
+
+    async def _shutdown(self, tasks: dict[str, asyncio.Task], server, scheduler) -> None:
+        log.info("daemon.stopping calls_in_progress=%s", len(self.tracker.active))
+        self._stopping.set()
+        self._wake.set()
+        dial = tasks.pop("dial", None)
+        if dial is not None:
+            await _cancel(dial)
+        deadline = asyncio.get_running_loop().time() + self.drain_seconds
+        while self.tracker.active and asyncio.get_running_loop().time() < deadline and self.ami.connected:
+            await asyncio.sleep(0.05)
+        if self.tracker.active:
+            log.warning("daemon.drain_timeout calls_in_progress=%s: hanging up those not answered",
+                        len(self.tracker.active))
+            await self._cancel_unanswered()
+        writer = tasks.pop("writer", None)
+        for name, task in tasks.items():
+            await _cancel(task)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        if server is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server_task, 10)
+        with contextlib.suppress(Exception):
+            await self.ami.close()
+        if writer is not None:
+            await self._writes.join()
+            await _cancel(writer)
+        log.info("daemon.stopped claimed=%s originated=%s ended=%s results=%s", self.stats.claimed,
+                 self.stats.originated, self.stats.ended, self.stats.results)
+
+    def _adopt_open_attempts(self) -> None:
+        """Calls a crashed predecessor left in progress: re-track them; reconciliation settles them."""
+        open_ = attempt_store.open_attempts(self.db, self.pbx)
+        undialed = [a for a in open_ if not a.action_id]
+        now = self.clock.now()
+        if undialed:
+            attempt_store.end_undialed(self.db, undialed, at=now, center_zone=self.center_zone)
+        dialed = [a for a in open_ if a.action_id]
+        policy = current_policy(self.db)
+        attempt_store.take_over(self.db, dialed, self.daemon_id, now + policy.lease)
+        for attempt in dialed:
+            self.tracker.track(attempt.attempt_id, action_id=attempt.action_id, at=attempt.claimed_at,
+                               channel_id=attempt.channel_id, lead_id=attempt.lead_id, state=attempt.state)
+        if open_:
+            log.info("daemon.adopted attempts=%s undialed_ended=%s", len(dialed), len(undialed))
+
+    # ------------------------------------------------------------------ wake-ups
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _new_leads_from_thread(self, lead_ids: list[int]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _listen_for_leads(self) -> None:
+        """PostgreSQL: intake in another process says NOTIFY dialer_new_leads; we wake at once."""
+        import psycopg
+        url = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute("LISTEN dialer_new_leads")
+                    delay = 1.0
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except Exception as exc:  # the safety-net poll keeps dialing meanwhile
+                log.warning("pg.listen_failed reason=%s retry_in=%ss", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    # ------------------------------------------------------------------ dialing
+
+    async def _dial_loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            if not self.ami.connected:
+                continue
+            await self._place_calls()
+
+    async def _place_calls(self) -> None:
+        while not self._stopping.is_set() and self.ami.connected:
+            now = self.clock.now()
+            free = self.board.available(now)
+            if calls_to_place(len(free), limit=1) == 0:
+                return
+            claim = await asyncio.to_thread(claim_next, self.db, daemon_id=self.daemon_id, now=now,
+                                            center_zone=self.center_zone, operators=free, pbx=self.pbx)
+            if claim is None:
+                return
+            self.stats.claimed += 1
+            operator = self.board.reserve(claim.attempt_id, claim.operator_interface, now)
+            if operator is None:   # the board changed while we claimed: give the lead back
+                await self._settle_undialed(claim)
+                return
+            await self._originate(claim, operator if claim.operator_interface else None)
+
+    async def _originate(self, claim: Claim, operator: str | None) -> None:
+        dial = self.settings.dial
+        number = format_for_dialing(claim.phone_e164, dial.number_format)
+        request = OriginateRequest.build(dial, attempt_id=claim.attempt_id, lead_id=claim.lead_id, number=number,
+                                         timeout_seconds=claim.ring_timeout_seconds, operator=operator,
+                                         id_prefix=self.pbx)
+        now = self.clock.now()
+        self._claims[claim.attempt_id] = claim
+        self.tracker.track(claim.attempt_id, action_id=request.action_id, at=now, channel_id=request.channel_id,
+                           lead_id=claim.lead_id)
+        await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id, action_id=request.action_id,
+                                channel_id=request.channel_id, channel=request.channel, number=number)
+        self.stats.max_in_progress = max(self.stats.max_in_progress, len(self.tracker.active))
+        try:
+            if self.on_originate is not None:
+                self.on_originate(claim)
+            await self.ami.originate(request)
+        except AmiActionError as exc:
+            self.stats.originate_failed += 1
+            log.warning("originate.refused attempt_id=%s lead_id=%s reason=%s", claim.attempt_id, claim.lead_id,
+                        exc.reason)
+            self._handle(self.tracker.originate_failed(claim.attempt_id, self.clock.now(), exc.reason))
+            return
+        except AmiError as exc:
+            # Lost connection or timeout: it may or may not have been placed. Never re-sent:
+            # reconciliation (CoreShowChannels by our ChannelId) settles it.
+            log.warning("originate.unconfirmed attempt_id=%s lead_id=%s reason=%s", claim.attempt_id,
+                        claim.lead_id, exc)
+            return
+        self.stats.originated += 1
+        log.info("originate.sent attempt_id=%s lead_id=%s tier=%s operator=%s phone=%s", claim.attempt_id,
+                 claim.lead_id, claim.tier, operator or "queue", mask_phone(claim.phone_e164))
+        self._handle(self.tracker.originated(claim.attempt_id, self.clock.now()))
+
+    async def _settle_undialed(self, claim: Claim) -> None:
+        open_ = attempt_store.OpenAttempt(claim.attempt_id, claim.lead_id, attempt_store.AttemptState.CLAIMED,
+                                          None, None, self.clock.now())
+        await asyncio.to_thread(attempt_store.end_undialed, self.db, [open_], at=self.clock.now(),
+                                center_zone=self.center_zone)
+
+    async def _cancel_unanswered(self) -> None:
+        from leads.attempt import AttemptState
+        for attempt_id in list(self.tracker.active):
+            state = self.tracker.state_of(attempt_id)
+            claim = self._claims.get(attempt_id)
+            if state in (AttemptState.CLAIMED, AttemptState.ORIGINATED, AttemptState.RINGING) and claim:
+                self.tracker.cancel_requested(attempt_id)
+                with contextlib.suppress(AmiError):
+                    await self.ami.hangup(f"{self.pbx}-{attempt_id}")
+        deadline = asyncio.get_running_loop().time() + 5
+        while self.tracker.active and asyncio.get_running_loop().time() < deadline and self.ami.connected:
+            await asyncio.sleep(0.05)
+
+    # ------------------------------------------------------------------ events in
+
+    async def _on_event(self, event: AmiEvent) -> None:
+        now = self.clock.now()
+        if isinstance(event, Connected):
+            asyncio.create_task(self._after_connect(), name="after-connect")
+        elif isinstance(event, LoginFailed):
+            log.error("ami.login_failed server=%s: %s", self.pbx, event.message)
+        elif isinstance(event, QueueMemberStatus):
+            if event.queue == self.settings.dial.queue:
+                self.board.member_status(event.interface, event.member_name, _member_status(event.status),
+                                         event.paused, event.in_call)
+                self._wake.set()
+        elif isinstance(event, QueueMemberPause):
+            if event.queue == self.settings.dial.queue:
+                self.board.paused(event.interface, event.paused)
+                log.info("operator.%s interface=%s reason=%s", "paused" if event.paused else "resumed",
+                         event.interface, event.reason or "-")
+                self._wake.set()
+        elif isinstance(event, AgentConnect):
+            self.board.connected(event.interface)
+        elif isinstance(event, AgentComplete):
+            self.board.completed(event.interface, now + timedelta(seconds=self.settings.dial.wrapup_limit_seconds))
+        self._handle(self.tracker.feed(event))
+
+    def _handle(self, updates: list[AttemptUpdate]) -> None:
+        """Tracker updates: release operators held by calls that are over, queue the store write."""
+        if not updates:
+            return
+        for update in updates:
+            if update.state.value == "connected" and update.fields.get("operator_interface"):
+                interface = update.fields["operator_interface"]
+                self.board.release(update.attempt_id)
+                self.board.connected(interface)
+                self._wrapups[update.attempt_id] = interface
+            if update.state.value == "ended":
+                self.board.release(update.attempt_id)
+                self._claims.pop(update.attempt_id, None)
+                self.tracker.forget(update.attempt_id)
+                self.stats.ended += 1
+                key = update.result.value if update.result else "unknown"
+                self.stats.results[key] = self.stats.results.get(key, 0) + 1
+                if update.result is None or update.result.value != "connected":
+                    self._wrapups.pop(update.attempt_id, None)
+                else:
+                    interface = self._wrapups.get(update.attempt_id) or update.fields.get("operator_interface")
+                    if interface:
+                        self.board.completed(interface, update.at + timedelta(
+                            seconds=self.settings.dial.wrapup_limit_seconds))
+        batch = list(updates)
+        self._writes.put_nowait(lambda: self._store(batch))
+        self._wake.set()
+
+    def _store(self, updates: list[AttemptUpdate]) -> None:
+        ended = attempt_store.store_updates(self.db, updates, center_zone=self.center_zone,
+                                            wrapup_limit_seconds=self.settings.dial.wrapup_limit_seconds,
+                                            now=self.clock.now())
+        if ended and self._sender is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._sender.wake)
+
+    async def _writer(self) -> None:
+        """One writer, in order: an attempt's transitions reach the store as they happened."""
+        while True:
+            job = await self._writes.get()
+            try:
+                await asyncio.to_thread(job)
+            except Exception:
+                log.exception("store.write_failed (will be settled by reconciliation)")
+            finally:
+                self._writes.task_done()
+
+    async def _after_connect(self) -> None:
+        """On (re)connect: read the operators' queue, and settle calls Asterisk no longer has."""
+        try:
+            snapshot = await self.ami.queue_status(self.settings.dial.queue)
+            self.board.reset([Presence(m.interface, m.member_name, _member_status(m.status), m.paused, m.in_call)
+                              for m in snapshot.members if m.queue == self.settings.dial.queue])
+            log.info("queue.status queue=%s members=%s available=%s", self.settings.dial.queue,
+                     len(snapshot.members), len(self.board.available(self.clock.now())))
+            await self._reconcile()
+        except AmiError as exc:
+            log.warning("ami.after_connect_failed reason=%s", exc)
+        self._wake.set()
+
+    async def _reconcile(self) -> None:
+        channels = await self.ami.core_show_channels()
+        self._handle(self.tracker.reconcile(channels, self.clock.now()))
+
+    # ------------------------------------------------------------------ periodic work
+
+    async def _jobs(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sla = next_reconcile = next_lease = loop.time()
+        while not self._stopping.is_set():
+            await asyncio.sleep(JOB_INTERVAL)
+            now = self.clock.now()
+            with contextlib.suppress(Exception):
+                await self._finish_wrapups(now)
+            if loop.time() >= next_sla:
+                next_sla = loop.time() + SLA_CHECK_INTERVAL
+                try:
+                    await self._sla_alerts(now)
+                except Exception:
+                    log.exception("sla.check_failed")
+            if loop.time() >= next_lease:
+                next_lease = loop.time() + 10
+                try:
+                    await asyncio.to_thread(self._renew_leases, now)
+                except Exception:
+                    log.exception("lease.renew_failed")
+            if loop.time() >= next_reconcile and self.ami.connected:
+                next_reconcile = loop.time() + RECONCILE_INTERVAL
+                with contextlib.suppress(AmiError):
+                    await self._reconcile()
+
+    def _renew_leases(self, now: datetime) -> None:
+        with self.db.write() as session:
+            renew_leases(session, self.daemon_id, now)
+
+    async def _finish_wrapups(self, now: datetime) -> None:
+        from dialer.dispositions import expire_wrapups
+        await asyncio.to_thread(expire_wrapups, self.db, now, self.settings.dial.wrapup_limit_seconds)
+        if not self._wrapups:
+            return
+        done = await asyncio.to_thread(attempt_store.finished_wrapups, self.db, list(self._wrapups), now)
+        for attempt_id in done:
+            interface = self._wrapups.pop(attempt_id, None)
+            if interface:
+                self.board.wrapup_done(interface)
+                self._wake.set()
+
+    async def _sla_alerts(self, now: datetime) -> None:
+        """Once per lead: a log line and, if configured, a POST to the alert webhook."""
+        def at_risk():
+            with self.db.write() as session:
+                risks = [r for r in leads_at_risk(session, now, center_zone=self.center_zone)
+                         if r.lead_id not in self._alerted]
+                mark_sla_alerted(session, [r.lead_id for r in risks], now)
+                return risks
+        risks = await asyncio.to_thread(at_risk)
+        for risk in risks:
+            self._alerted.add(risk.lead_id)
+            self.stats.alerts += 1
+            log.warning("sla.at_risk lead_id=%s deadline=%s", risk.lead_id, risk.deadline)
+            if self.settings.alerts.webhook_url:
+                await self._post_alert({"alert": "first_call_sla_at_risk", "lead_id": risk.lead_id,
+                                        "deadline": risk.deadline.isoformat() if risk.deadline else None})
+
+    async def _post_alert(self, body: dict[str, Any]) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                await client.post(self.settings.alerts.webhook_url, json=body)
+        except httpx.HTTPError as exc:
+            log.warning("alert.post_failed reason=%s", exc)
+
+    # ------------------------------------------------------------------ hosted services
+
+    async def _start_http(self):
+        import socket
+        import uvicorn
+        from dialer.web.app import create_app
+        from dialer.web.server import server_config
+        app = create_app(self.settings, self.db, self.intake, self.clock)
+        self.app = app
+        for extra in _optional_routers(self):
+            app.include_router(extra)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.settings.http.host, self.http_port))
+        host, port = sock.getsockname()[:2]
+        self.http_url = f"http://{host}:{port}"
+        server = uvicorn.Server(server_config(app, host, port, log_level="warning"))
+        server.install_signal_handlers = lambda: None   # the daemon owns SIGINT/SIGTERM
+        server.capture_signals = contextlib.nullcontext  # uvicorn >= 0.29
+        self._server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        for _ in range(500):
+            if server.started or self._server_task.done():
+                break
+            await asyncio.sleep(0.01)
+        if self._server_task.done():
+            self._server_task.result()
+        return server
+
+    def _start_scheduler(self):
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from dialer.crm.export import catch_up_missed_export, schedule_nightly_export
+        scheduler = AsyncIOScheduler(timezone=self.center_zone)
+        schedule_nightly_export(scheduler, self.db, self.settings, self.clock)
+        scheduler.start()
+        asyncio.get_running_loop().run_in_executor(None, _quietly, catch_up_missed_export, self.db, self.settings,
+                                                   self.clock)
+        return scheduler
+
+    def _start_feeds(self) -> dict[str, asyncio.Task]:
+        from leads.sources.feed import FeedPoller
+        tasks = {}
+        for feed in self.settings.feeds:
+            poller = FeedPoller(feed, f"feed:{feed.name}", self.intake, self.db, self.clock)
+            tasks[f"feed:{feed.name}"] = asyncio.create_task(poller.run(self._stopping), name=f"feed:{feed.name}")
+        return tasks
+
+    def _start_sender(self) -> asyncio.Task | None:
+        if not self.settings.crm.webhook_url:
+            return None
+        from dialer.crm.sender import OutboxSender
+        self._sender = OutboxSender(self.db, self.settings.crm, self.clock, random.Random())
+        return asyncio.create_task(self._sender.run(self._stopping), name="crm")
+
+
+def _optional_routers(daemon: Daemon) -> list[Any]:
+    routers = []
+    try:
+        from dialer.web.dispositions import dispositions_router
+    except ImportError:
+        return routers
+    routers.append(dispositions_router(daemon.db, daemon.clock, daemon.settings))
+    return routers
+
+
+def _member_status(value: int | None) -> MemberStatus:
+    try:
+        return MemberStatus(int(value or 0))
+    except ValueError:
+        return MemberStatus.UNKNOWN
+
+
+def _quietly(function, *args) -> None:
+    try:
+        function(*args)
+    except Exception:
+        log.exception("job.failed job=%s", getattr(function, "__name__", function))
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
