@@ -136,7 +136,9 @@ class PbxThread:
 
 def start_daemon_process(env: dict[str, str], http_port: int) -> subprocess.Popen:
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cli", "run", "--port", str(http_port), "--drain-seconds", "5"],
+    # simulated daytime (Moscow 11:00), so the test does not depend on when it runs (quiet hours)
+    return subprocess.Popen([sys.executable, "-m", "cli", "run", "--port", str(http_port), "--drain-seconds", "5",
+                             "--sim-start", "2026-11-24T11:00+03:00", "--sim-speed", "10"],
                             cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
