@@ -422,13 +422,13 @@ def leads_import(
                                        help="Read COLUMN as FIELD (phone, name, order_number, product, source, "
                                             "comment, preferred_time, timezone, region, or extra); repeatable"),
         delimiter: Optional[str] = typer.Option(None, "--delimiter", "-d",
-                                                help="',' ';' or 'tab' \\[default: detected from the header]"),
+                                                help="',' ';' or 'tab' [default: detected from the header]"),
         encoding: str = typer.Option("utf-8", "--encoding", "-e",
                                      help="Text encoding of the file, e.g. utf-8 or cp1251 (Excel in Russian)"),
         source: str = typer.Option("csv", "--source", help="Source stored on leads when the file has no "
                                                            "source column"),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=100_000,
-                                                 help="Rows per transaction \\[env: DIALER_INTAKE_CSV_BATCH_SIZE; "
+                                                 help="Rows per transaction [env: DIALER_INTAKE_CSV_BATCH_SIZE; "
                                                       "default 5000]"),
         show: int = typer.Option(20, "--show-malformed", min=0, help="List at most N malformed rows"),
         fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="Summary as table or json")) -> None:
@@ -1117,6 +1117,67 @@ def run_daemon(ctx: typer.Context,
         daemon_clock = ScaledClock(parse_when(sim_start, settings), sim_speed)
     daemon = Daemon(settings, s.db, daemon_clock, drain_seconds=drain)
     _run_until_signal(daemon.run)
+
+
+@app.command("demo")
+def demo(operators: int = typer.Option(3, "--operators", min=1, max=8, help="Simulated operators"),
+         leads: int = typer.Option(40, "--leads", min=0, max=5000, help="Sample leads posted during the day"),
+         speed: float = typer.Option(10.0, "--speed", min=1, max=1000, help="Simulated seconds per real second"),
+         duration: float = typer.Option(90.0, "--duration", min=5, help="How long to run, in real seconds"),
+         seed: int = typer.Option(7, "--seed", help="Seed for customers and sample leads")) -> None:
+    """See it work: the simulated PBX, the daemon and sample leads, with a live view (Ctrl-C stops)."""
+    import asyncio
+    import signal
+    from rich.columns import Columns
+    from rich.console import Group
+    from rich.live import Live
+    from rich.panel import Panel
+    from dialer.demo import DemoOptions, run_demo
+
+    def tables(view) -> Group:
+        def table(title: str, rows: list[dict[str, Any]], empty: str) -> Table:
+            t = Table(title=title, expand=False)
+            columns = list(rows[0]) if rows else ["-"]
+            for c in columns:
+                t.add_column(c)
+            for row in rows:
+                t.add_row(*[_cell(row.get(c)) for c in columns])
+            if not rows:
+                t.add_row(empty)
+            return t
+        header = (f"simulated time {view.now.astimezone(ZoneInfo('Europe/Moscow')):%H:%M:%S} Moscow  |  "
+                  f"leads posted {view.posted}  |  intake {dict(sorted(view.intake.items()))}")
+        results = [{"result": k, "attempts": v} for k, v in sorted(view.results.items())]
+        return Group(Panel(header, title="dialer demo"),
+                     Columns([table("operators", view.operators, "(waiting for the PBX)"),
+                              table("results so far", results, "(none yet)")]),
+                     table("calls in progress", view.calls, "(none)"),
+                     table("queue head: dialed next", view.queue, "(nothing dialable now)"))
+
+    from zoneinfo import ZoneInfo
+    options = DemoOptions(operators=operators, leads=leads, speed=speed, duration=duration, seed=seed)
+    interactive = console.is_terminal
+
+    async def main() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if interactive:
+            with Live(console=console, refresh_per_second=4) as live:
+                return await run_demo(options, lambda view: live.update(tables(view)), stop)
+        last = {"t": 0.0}
+
+        def show(view) -> None:
+            if loop.time() - last["t"] >= 10:
+                last["t"] = loop.time()
+                console.print(f"{view.now.astimezone(ZoneInfo('Europe/Moscow')):%H:%M:%S} posted={view.posted} "
+                              f"in_progress={len(view.calls)} results={dict(sorted(view.results.items()))}")
+        return await run_demo(options, show, stop)
+
+    view = asyncio.run(main())
+    console.print(tables(view))
+    console.print("[green]demo finished[/green]: every call above went over real AMI to the simulated PBX.")
 
 
 # ---------------------------------------------------------------- entry point
