@@ -103,3 +103,17 @@ def test_given_daemon_killed_mid_call_when_restarted_then_in_flight_attempts_are
     assert results[short_lead] == "unknown"                  # gone while we were down: retryable, not lost
     assert pbx.stats().calls_placed == 2
     db.dispose()
+
+
+def test_given_fresh_machine_when_dialer_demo_runs_then_calls_happen_and_it_stops_by_itself(tmp_path):
+    import subprocess
+    import sys
+    from tests.daemon_harness import REPO
+    process = subprocess.run([sys.executable, "-m", "cli", "demo", "--duration", "12", "--leads", "6",
+                              "--speed", "20"], cwd=tmp_path, env={**__import__("os").environ,
+                                                                   "PYTHONPATH": str(REPO)},
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert "demo finished" in process.stdout
+    assert "results so far" in process.stdout
+    assert "(none yet)" not in process.stdout     # at least one call reached a result
