@@ -134,7 +134,7 @@ class AmiSettings:
 
 @dataclass(frozen=True)
 class DialSettings:
-    channel: str = setting("Local/{number}@dialer-trunk", "Channel to originate; {number} is the "
+    channel: str = setting("Local/{number}@dialer-trunk/n", "Channel to originate; {number} is the "
                                                            "customer's number as the trunk wants it",
                            not_empty)
     number_format: str = setting("e164", "How {number} is written: e164 (+79123456789), "
@@ -157,7 +157,14 @@ class CrmSettings:
     token: str = setting("", "Bearer token sent to the CRM", secret=True)
     timeout_seconds: float = setting(10.0, "HTTP timeout of one delivery", between(0.1, 600))
     max_failures: int = setting(8, "Failed deliveries before an outcome becomes a dead letter", between(1, 100))
-    field_map: dict = setting(default_factory=dict, help="Our field name -> CRM field name")
+    field_map: dict = setting(default_factory=dict, help="Our field name -> CRM field name "
+                                                         "(an empty name leaves the field out)")
+    retry_base_seconds: float = setting(60.0, "Delay after the first failed delivery; doubles with each "
+                                              "failure (+-20% jitter)", between(0.01, 86400))
+    retry_max_seconds: float = setting(1800.0, "Longest delay between two delivery tries", between(0.01, 86400))
+    concurrency: int = setting(4, "Outcomes delivered at the same time (never two of one lead)", between(1, 100))
+    poll_seconds: float = setting(5.0, "Longest sleep of the sender between two looks at the outbox",
+                                  between(0.01, 3600))
 
 
 @dataclass(frozen=True)
@@ -168,12 +175,22 @@ class ExportSettings:
     directory: str = setting("exports", "Folder the nightly files are written to", not_empty)
     format: str = setting("csv", "Nightly file format", one_of("csv", "jsonl"))
     excel_bom: bool = setting(True, "Start CSV files with a UTF-8 BOM so Excel shows Cyrillic")
+    csv_delimiter: str = setting(";", "CSV column separator: ';' opens in columns in a Russian-locale Excel, "
+                                      "',' elsewhere", one_of(";", ",", "\t"))
 
 
 @dataclass(frozen=True)
 class AlertSettings:
     webhook_url: str = setting("", "URL that receives a POST for each alert (empty: log only)",
                                http_url_or_empty)
+
+
+@dataclass(frozen=True)
+class ScriptsSettings:
+    directory: str = setting("", "Folder of the call scripts catalog (*.yaml files); empty: the sample "
+                                 "catalog shipped with the dialer")
+    language: str = setting("ru", "Language of the scripts given to operators, unless the lead's extra "
+                                  "field 'language' asks for another", not_empty)
 
 
 @dataclass(frozen=True)
@@ -191,12 +208,14 @@ class Settings:
     crm: CrmSettings = setting(default_factory=CrmSettings)
     export: ExportSettings = setting(default_factory=ExportSettings)
     alerts: AlertSettings = setting(default_factory=AlertSettings)
+    scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
 SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
+    "scripts": ScriptsSettings,
 }
 
 
