@@ -74,6 +74,11 @@ class Lead(Base):
         Index("ix_leads_phone_order", "phone_e164", "order_number"),
         Index("ix_leads_status_next", "status", "next_attempt_at"),
         Index("ix_leads_lease", "lease_expires_at"),
+        # The claim's candidate queries (leads/policy/candidates.py), one per kind of lead:
+        Index("ix_leads_status_received", "status", "received_at"),                    # new, by arrival
+        Index("ix_leads_status_attempts_next", "status", "attempts_count", "next_attempt_at"),  # retries
+        Index("ix_leads_status_callback", "status", "callback_at"),                    # callbacks due
+        Index("ix_leads_status_contact", "status", "last_contact_at"),                 # follow-ups by cadence
         UniqueConstraint("source", "source_item_id", name="uq_leads_source_item"),
     )
 
@@ -130,7 +135,10 @@ class CallAttempt(Base):
     ended_at: Mapped[datetime | None]
     wrapup_until: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_call_attempts_lead_no", "lead_id", "attempt_no"),)
+    __table_args__ = (
+        Index("ix_call_attempts_lead_no", "lead_id", "attempt_no"),
+        Index("ix_call_attempts_operator_claimed", "operator_id", "claimed_at"),   # calls per operator today
+    )
 
 
 class AttemptEvent(Base):
@@ -214,10 +222,15 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # Nightly export: the export run that took this outcome (NULL: not exported yet). Stamped in one
+    # transaction per run, so an outcome committed late (PostgreSQL ids commit out of order) is simply
+    # taken by the next run: nothing skipped, nothing twice.
+    export_batch: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_outbox_status_next", "status", "next_try_at"),
         Index("ix_outbox_lead", "lead_id", "id"),
+        Index("ix_outbox_export", "export_batch", "id"),
     )
 
 
