@@ -211,7 +211,7 @@ def leads_list(ctx: typer.Context,
                fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv")) -> None:
     """List leads, newest first."""
     from leads.queries import list_leads
-    rows = [lead.as_dict() for lead in list_leads(state(ctx).db, status, limit)]
+    rows = [lead.as_dict() for lead in list_leads(_ready_store(state(ctx)), status, limit)]
     render(rows, fmt.value, title="leads", columns=["id", "received_at", "status", "phone", "name", "order_number",
                                                     "product", "source", "reason", "duplicate_of", "attempts"])
 
@@ -221,7 +221,7 @@ def leads_show(ctx: typer.Context, lead_id: int = typer.Argument(..., help="Lead
                fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json")) -> None:
     """Everything stored about one lead, with its attempts and dispositions."""
     from leads.queries import lead_details
-    render_record(lead_details(state(ctx).db, lead_id), fmt.value, title=f"lead {lead_id}")
+    render_record(lead_details(_ready_store(state(ctx)), lead_id), fmt.value, title=f"lead {lead_id}")
 
 
 # ---------------------------------------------------------------- DNC
@@ -234,7 +234,7 @@ def dnc_add(ctx: typer.Context, phone: str = typer.Argument(..., help="Phone num
     from leads import dnc
     from leads.phone import mask_phone
     s = state(ctx)
-    number, added = dnc.add(s.db, phone, region=s.settings.default_region, reason=reason, added_by=by,
+    number, added = dnc.add(_ready_store(s), phone, region=s.settings.default_region, reason=reason, added_by=by,
                             now=clock.now())
     console.print(f"{mask_phone(number)} {'added to' if added else 'was already on'} the DNC list")
 
@@ -246,7 +246,7 @@ def dnc_remove(ctx: typer.Context, phone: str = typer.Argument(..., help="Phone 
     from leads import dnc
     from leads.phone import mask_phone
     s = state(ctx)
-    number, removed = dnc.remove(s.db, phone, region=s.settings.default_region, removed_by=by)
+    number, removed = dnc.remove(_ready_store(s), phone, region=s.settings.default_region, removed_by=by)
     if not removed:
         raise NotFound(f"{mask_phone(number)} is not on the DNC list")
     console.print(f"{mask_phone(number)} removed from the DNC list")
@@ -258,7 +258,7 @@ def dnc_list(ctx: typer.Context,
     """The do-not-call list."""
     from dataclasses import asdict
     from leads import dnc
-    rows = [asdict(r) for r in dnc.list_entries(state(ctx).db)]
+    rows = [asdict(r) for r in dnc.list_entries(_ready_store(state(ctx)))]
     render(rows, fmt.value, title="do-not-call", columns=["phone", "reason", "added_by", "added_at"])
 
 
@@ -508,14 +508,6 @@ crm_app = typer.Typer(help="Outcomes to the CRM: send the outbox, list dead lett
 app.add_typer(crm_app, name="crm")
 
 
-def _outcome_store(s: AppState):
-    """The database, refused with a clear message unless it is migrated; logging set up."""
-    from dialer.bootstrap import ensure_ready
-    from dialer.logs import setup_logging
-    setup_logging(s.settings.log_level)
-    ensure_ready(s.db)
-    return s.db
-
 
 def _parse_fields(items: Sequence[str]) -> dict[str, str]:
     fields: dict[str, str] = {}
@@ -547,7 +539,7 @@ def dispose(ctx: typer.Context,
     from dialer.dispositions import record_disposition
     from leads.disposition import DispositionInput
     s = state(ctx)
-    db = _outcome_store(s)
+    db = _ready_store(s)
     given = DispositionInput(kind, amount, currency, at, comment, _parse_fields(field_))
     who = by or getpass.getuser()
     record = record_disposition(db, attempt_id, given, now=clock.now(), center_zone=s.settings.center_timezone,
@@ -559,7 +551,7 @@ def _sender(s: AppState):
     from dialer.crm.sender import OutboxSender
     if not s.settings.crm.webhook_url:
         raise UsageError("crm.webhook_url is not set (DIALER_CRM_WEBHOOK_URL): there is no CRM to send to")
-    return OutboxSender(_outcome_store(s), s.settings.crm, clock)
+    return OutboxSender(_ready_store(s), s.settings.crm, clock)
 
 
 def _send_once(sender) -> dict[str, int]:
@@ -599,7 +591,7 @@ def crm_status(ctx: typer.Context,
                fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json")) -> None:
     """How delivery stands: pending (due now), sent, dead letters, the oldest undelivered outcome."""
     from dialer.crm.outbox import outbox_counts
-    render_record(outbox_counts(_outcome_store(state(ctx)), clock.now()), fmt.value, title="CRM outbox")
+    render_record(outbox_counts(_ready_store(state(ctx)), clock.now()), fmt.value, title="CRM outbox")
 
 
 @crm_app.command("failed")
@@ -609,7 +601,7 @@ def crm_failed(ctx: typer.Context,
     outcomes of its lead (delivery order per lead is kept) until resent with `dialer crm retry`."""
     from dataclasses import asdict
     from dialer.crm.outbox import dead_letters
-    rows = [asdict(d) for d in dead_letters(_outcome_store(state(ctx)))]
+    rows = [asdict(d) for d in dead_letters(_ready_store(state(ctx)))]
     render(rows, fmt.value, title="dead letters", columns=["id", "lead_id", "attempt_id", "failures", "last_error",
                                                            "created_at", "holds_back", "key"])
 
@@ -625,7 +617,7 @@ def crm_retry(ctx: typer.Context,
     s = state(ctx)
     if bool(ids) == all_:
         raise UsageError("give the outbox ids to resend, or --all (not both)")
-    chosen = requeue(_outcome_store(s), None if all_ else ids, clock.now())
+    chosen = requeue(_ready_store(s), None if all_ else ids, clock.now())
     console.print(f"{len(chosen)} outcome(s) back in the queue")
     if chosen and not no_send and s.settings.crm.webhook_url:
         render([_send_once(_sender(s))], "table", title="outcomes sent")
@@ -650,7 +642,7 @@ def export_cmd(ctx: typer.Context,
     """
     from dialer.crm.export import export_outcomes, export_range
     s = state(ctx)
-    db = _outcome_store(s)
+    db = _ready_store(s)
     now = clock.now()
     until_at = parse_when(until, s.settings) if until else None
     if since is not None:

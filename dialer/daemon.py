@@ -511,7 +511,8 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
         from dialer.web.dispositions import dispositions_router
     except ImportError:
         return routers
-    routers.append(dispositions_router(daemon.db, daemon.clock, daemon.settings))
+    routers.append(dispositions_router(daemon.db, daemon.clock, daemon.settings,
+                                       on_outcome=lambda *_: daemon._sender.wake() if daemon._sender else None))
     return routers
 
 

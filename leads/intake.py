@@ -26,6 +26,7 @@ from leads.dedup import EarlierLead, dedup
 from leads.dnc import numbers_on_dnc
 from leads.lead import LeadStatus
 from leads.phone import Phone, mask_phone, normalize_phone
+from leads.policy.store import current_policy
 
 log = logging.getLogger("leads.intake")
 
@@ -92,11 +93,11 @@ class Intake:
     """Stores leads. `submit` is the single entry for the webhook, CSV import and feeds."""
 
     def __init__(self, db: Database, *, default_region: str = "RU",
-                 dedup_window: timedelta = timedelta(hours=24),
+                 dedup_window: timedelta | None = None,
                  on_new_leads: Callable[[list[int]], None] | None = None) -> None:
         self.db = db
         self.default_region = default_region
-        self.dedup_window = dedup_window
+        self.dedup_window = dedup_window   # None: the policy's dedup_window_hours, read in each transaction
         self.on_new_leads = on_new_leads
 
     def submit(self, leads: Sequence[LeadIn], received_at: datetime) -> list[IntakeOutcome]:
@@ -129,6 +130,7 @@ class Intake:
         on_dnc = _dnc_numbers(session, known_phones)
         earlier = _earlier_leads(session, known_phones)
         ids = iter(_allocate_ids(session, self.db, len(leads)))
+        window = self.dedup_window if self.dedup_window is not None else current_policy(session).dedup_window
 
         rows: list[dict[str, Any]] = []
         outcomes: list[IntakeOutcome] = []
@@ -141,7 +143,7 @@ class Intake:
                                               first.phone, already_stored=True))
                 continue
             lead_id = next(ids)
-            outcome = self._decide(lead_id, phone, lead, received_at, on_dnc, earlier)
+            outcome = self._decide(lead_id, phone, lead, received_at, on_dnc, earlier, window)
             if isinstance(phone, Phone):
                 earlier[phone.e164].append(EarlierLead(lead_id, received_at, lead.order_number,
                                                        outcome.duplicate_of))
@@ -150,22 +152,22 @@ class Intake:
             if item_key:
                 seen_items[item_key] = outcome
         if rows:
-            session.execute(insert(Lead), rows)
+            _insert_leads(session, self.db, rows)
             if self.db.is_postgres and any(o.status is LeadStatus.NEW for o in outcomes):
                 session.execute(text("SELECT pg_notify('dialer_new_leads', '')"))
-        for outcome in outcomes:
+        for outcome in outcomes if log.isEnabledFor(logging.DEBUG) else ():
             if not outcome.already_stored:
                 log.debug("lead.stored lead_id=%s status=%s reason=%s phone=%s", outcome.lead_id,
                           outcome.status.value, outcome.reason, mask_phone(outcome.phone))
         return outcomes
 
     def _decide(self, lead_id: int, phone: Phone | InvalidPhone, lead: LeadIn, received_at: datetime,
-                on_dnc: set[str], earlier: dict[str, list[EarlierLead]]) -> IntakeOutcome:
+                on_dnc: set[str], earlier: dict[str, list[EarlierLead]], window: timedelta) -> IntakeOutcome:
         if isinstance(phone, InvalidPhone):
             return IntakeOutcome(lead_id, LeadStatus.INVALID, phone.reason)
         if phone.e164 in on_dnc:
             return IntakeOutcome(lead_id, LeadStatus.DNC, "number is on the do-not-call list", phone=phone.e164)
-        verdict = dedup(lead.order_number, received_at, earlier[phone.e164], self.dedup_window)
+        verdict = dedup(lead.order_number, received_at, earlier[phone.e164], window)
         status = LeadStatus.DUPLICATE if verdict.is_duplicate else LeadStatus.NEW
         return IntakeOutcome(lead_id, status, verdict.rule, verdict.duplicate_of, phone.e164)
 
@@ -183,6 +185,39 @@ def _row(lead_id: int, lead: LeadIn, phone: Phone | InvalidPhone, outcome: Intak
         "invalid_reason": outcome.reason if outcome.status is LeadStatus.INVALID else None,
         "duplicate_of_id": outcome.duplicate_of, "attempts_count": 0, "contacts_count": 0,
     }
+
+
+def _insert_leads(session: Session, db: Database, rows: list[dict[str, Any]]) -> None:
+    """Insert the batch with one executemany.
+
+    PostgreSQL: a Core insert. SQLite: SQLAlchemy's per-row conversion of twenty parameters costs about
+    as much as SQLite's insert itself, so the few columns that need converting (received_at, extra) are
+    converted here with the column types' own bind processors, once per distinct value (received_at is
+    the same for the whole batch), and the rows go straight to the driver.
+    """
+    if not db.is_sqlite:
+        session.execute(insert(Lead.__table__), rows)
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    names = list(rows[0])
+    for name in names:
+        process = Lead.__table__.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is None:
+            continue
+        last_in: Any = _NOTHING
+        last_out: Any = None
+        for row in rows:
+            value = row[name]
+            if value is not last_in:
+                last_in, last_out = value, process(value)
+            row[name] = last_out
+    quote = dialect.identifier_preparer.quote
+    connection.exec_driver_sql(f"INSERT INTO leads ({', '.join(quote(n) for n in names)}) "
+                               f"VALUES ({', '.join(':' + n for n in names)})", rows)
+
+
+_NOTHING = object()
 
 
 def _lock_phones(session: Session, phones: list[str]) -> None:

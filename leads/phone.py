@@ -22,7 +22,7 @@ CALLABLE_TYPES = frozenset({
 })
 
 # Only separators: such strings take the fast path below (phonenumbers.parse costs ~20 us a number).
-_PLAIN = re.compile(r"^\+?[\d\s().\-]+$")
+_PLAIN = re.compile(r"^\+?[0-9 \u00a0().\-]+$")
 _NON_DIGIT = re.compile(r"\D")
 _TRUNK_PREFIX_8 = frozenset({"RU", "KZ"})  # "8 (912) ..." is the national form there
 
@@ -64,7 +64,7 @@ def _fast_parse(text: str, region: str) -> phonenumbers.PhoneNumber | None:
         return None
     digits = _NON_DIGIT.sub("", text)
     if text.startswith("+"):
-        if len(digits) == 11 and digits[0] == "7":
+        if len(digits) == 11 and digits[0] == "7" and digits[1] != "0":
             return phonenumbers.PhoneNumber(country_code=7, national_number=int(digits[1:]))
         return None
     if len(digits) == 11 and digits[0] == "8" and digits[1] in "3489":

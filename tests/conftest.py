@@ -85,3 +85,48 @@ def moscow(*args) -> datetime:
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def run_dialer(tmp_path):
+    """Run the `dialer` CLI as a subprocess in tmp_path, on a fresh SQLite file (DIALER_DB_URL).
+
+    Other DIALER_* variables of the caller are dropped so the run sees only what the test sets.
+    Returns subprocess.CompletedProcess with text stdout/stderr.
+    """
+    import subprocess
+    import sys
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | bytes | None = None):
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DIALER_")}
+        environment.update({"DIALER_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}", "PYTHONIOENCODING": "utf-8",
+                            "COLUMNS": "200", "NO_COLOR": "1"})
+        environment.update(env or {})
+        result = subprocess.run([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=environment,
+                                capture_output=True, input=input.encode() if isinstance(input, str) else input,
+                                timeout=120)
+        result.stdout = result.stdout.decode("utf-8")
+        result.stderr = result.stderr.decode("utf-8")
+        return result
+    return run
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database)
+    database.dispose()
+    return path
+
+
+@pytest.fixture
+def cli_db(run_dialer, tmp_path, _migrated_sqlite_template):
+    """The run_dialer database, already migrated (a copy of one migrated file: no `dialer init` per test).
+
+    Returns a Database on it, for checking what the command stored."""
+    import shutil
+    shutil.copyfile(_migrated_sqlite_template, tmp_path / "cli.db")
+    database = Database(f"sqlite:///{tmp_path / 'cli.db'}")
+    yield database
+    database.dispose()

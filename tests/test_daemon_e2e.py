@@ -194,3 +194,48 @@ def test_given_ami_dropped_at_random_points_then_no_result_lost_no_double_dial_n
         spans = sorted((a.claimed_at, a.ended_at) for a in lead_attempts)
         for (_, end), (start, _) in zip(spans, spans[1:]):
             assert start >= end
+
+
+def test_given_crm_webhook_when_calls_end_and_operator_disposes_then_crm_gets_each_outcome_once(sqlite_db):
+    """The whole path: webhook lead -> call -> result -> outbox -> CRM push, and the disposition's outcome."""
+    import httpx
+    from dialer.crm.stub import CrmStub
+    db = sqlite_db
+    behaviours = {"+79128000001": ({"outcome": "busy"}, "busy"),
+                  "+79128000002": ({"outcome": "answer", "after": 1, "talk": 1}, "connected")}
+
+    async def scenario(crm):
+        crm_url = crm.url
+        pbx = make_pbx(rules_for(behaviours))
+        port = await pbx.start()
+        settings = daemon_settings(str(db.engine.url), port, **{"crm.webhook_url": crm_url,
+                                                                "crm.poll_seconds": 0.2})
+        try:
+            async with running_daemon(settings, db, moscow_day_clock()) as daemon:
+                await post_leads(daemon.http_url, [{"phone": n, "name": "Мария", "order_number": f"Z-{n[-1]}"}
+                                                   for n in behaviours])
+                await wait_until(lambda: all_ended(db, 2), 60, what="both calls")
+                connected = next(a for a in attempts(db) if a.result == "connected")
+                async with httpx.AsyncClient() as client:
+                    answer = await client.post(f"{daemon.http_url}/attempts/{connected.id}/disposition",
+                                               json={"kind": "confirmed", "amount": "12990.50",
+                                                     "comment": "Подтвердила заказ"},
+                                               headers={"X-Operator-Id": str(connected.operator_id or "")})
+                assert answer.status_code < 300, answer.text
+                await wait_until(lambda: crm.accepted_for("disposition", "confirmed"), 30,
+                                 what="the confirmed outcome at the CRM")
+                return answer
+        finally:
+            await pbx.stop()
+
+    with CrmStub() as crm:
+        from leads.operators import add_operator
+        from datetime import datetime, timezone
+        for i, name in ((1, "Анна"), (2, "Иван")):
+            add_operator(db, name=name, interface=f"PJSIP/op{i}", now=datetime.now(timezone.utc))
+        asyncio.run(scenario(crm))
+    busy = crm.accepted_for("result", "busy")
+    confirmed = crm.accepted_for("disposition", "confirmed")
+    assert len(busy) == 1 and len(confirmed) == 1
+    assert confirmed[0]["amount"] == "12990.50" and confirmed[0]["comment"] == "Подтвердила заказ"
+    assert confirmed[0]["operator"] in ("Анна", "Иван")
