@@ -44,9 +44,10 @@ def normalize_phone(raw: str | None, default_region: str = "RU") -> Phone:
     if len(text) > MAX_RAW_LENGTH:
         raise InvalidPhone(InvalidReason.UNPARSABLE)
     number = _fast_parse(text, default_region) or _slow_parse(text, default_region)
-    if not phonenumbers.is_valid_number(number):
+    kind = phonenumbers.number_type(number)   # UNKNOWN exactly when the number is not valid
+    if kind == PhoneNumberType.UNKNOWN:
         raise InvalidPhone(InvalidReason.NOT_VALID)
-    if phonenumbers.number_type(number) not in CALLABLE_TYPES:
+    if kind not in CALLABLE_TYPES:
         raise InvalidPhone(InvalidReason.NOT_CALLABLE_TYPE)
     if _looks_fake(str(number.national_number)):
         raise InvalidPhone(InvalidReason.FAKE)

@@ -35,7 +35,8 @@ def _make_sqlite_transactions_explicit(engine: Engine) -> None:
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=30000"):
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=30000",
+                       "cache_size=-65536"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

@@ -71,7 +71,6 @@ class Lead(Base):
 
     __table_args__ = (
         Index("ix_leads_phone_received", "phone_e164", "received_at"),
-        Index("ix_leads_phone_order", "phone_e164", "order_number"),
         Index("ix_leads_status_next", "status", "next_attempt_at"),
         Index("ix_leads_lease", "lease_expires_at"),
         # The claim's candidate queries (leads/policy/candidates.py), one per kind of lead:

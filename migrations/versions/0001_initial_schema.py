@@ -92,7 +92,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('leads', schema=None) as batch_op:
         batch_op.create_index('ix_leads_lease', ['lease_expires_at'], unique=False)
-        batch_op.create_index('ix_leads_phone_order', ['phone_e164', 'order_number'], unique=False)
         batch_op.create_index('ix_leads_phone_received', ['phone_e164', 'received_at'], unique=False)
         batch_op.create_index('ix_leads_status_next', ['status', 'next_attempt_at'], unique=False)
 
@@ -258,7 +257,6 @@ def downgrade() -> None:
     with op.batch_alter_table('leads', schema=None) as batch_op:
         batch_op.drop_index('ix_leads_status_next')
         batch_op.drop_index('ix_leads_phone_received')
-        batch_op.drop_index('ix_leads_phone_order')
         batch_op.drop_index('ix_leads_lease')
 
     op.drop_table('leads')
