@@ -7,6 +7,7 @@ from datetime import datetime
 from dialer.db.engine import Database
 from dialer.db.migrate import current_revision, head_revision, upgrade
 from dialer.settings import Settings
+from leads.policy.store import seed_policy
 
 
 def initialize(db: Database, settings: Settings, now: datetime) -> str:
@@ -14,9 +15,11 @@ def initialize(db: Database, settings: Settings, now: datetime) -> str:
     before = current_revision(db)
     upgrade(db)
     after = current_revision(db)
-    if before == after:
-        return f"schema at revision {after} (already up to date)"
-    return f"schema migrated {before or 'empty'} -> {after}"
+    report = (f"schema at revision {after} (already up to date)" if before == after
+              else f"schema migrated {before or 'empty'} -> {after}")
+    with db.write() as session:
+        seeded = seed_policy(session, now, values={"dedup_window_hours": settings.intake.dedup_window_hours})
+    return report + (f"; call policy version {seeded} seeded with the defaults" if seeded else "")
 
 
 def ensure_ready(db: Database) -> None:
