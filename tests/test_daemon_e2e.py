@@ -198,7 +198,6 @@ def test_given_ami_dropped_at_random_points_then_no_result_lost_no_double_dial_n
 
 def test_given_crm_webhook_when_calls_end_and_operator_disposes_then_crm_gets_each_outcome_once(sqlite_db):
     """The whole path: webhook lead -> call -> result -> outbox -> CRM push, and the disposition's outcome."""
-    import httpx
     from dialer.crm.stub import CrmStub
     db = sqlite_db
     behaviours = {"+79128000001": ({"outcome": "busy"}, "busy"),
@@ -216,15 +215,15 @@ def test_given_crm_webhook_when_calls_end_and_operator_disposes_then_crm_gets_ea
                                                    for n in behaviours])
                 await wait_until(lambda: all_ended(db, 2), 60, what="both calls")
                 connected = next(a for a in attempts(db) if a.result == "connected")
-                async with httpx.AsyncClient() as client:
-                    answer = await client.post(f"{daemon.http_url}/attempts/{connected.id}/disposition",
-                                               json={"kind": "confirmed", "amount": "12990.50",
-                                                     "comment": "Подтвердила заказ"},
-                                               headers={"X-Operator-Id": str(connected.operator_id or "")})
-                assert answer.status_code < 300, answer.text
+                # what `dialer dispose` and the console do: record it; the running daemon's sender delivers it
+                from dialer.dispositions import record_disposition
+                from leads.disposition import DispositionInput
+                await asyncio.to_thread(record_disposition, db, connected.id,
+                                        DispositionInput("confirmed", amount="12990.50", comment="Подтвердила заказ"),
+                                        now=daemon.clock.now(), center_zone=daemon.center_zone,
+                                        recorded_by="test", operator_id=connected.operator_id)
                 await wait_until(lambda: crm.accepted_for("disposition", "confirmed"), 30,
                                  what="the confirmed outcome at the CRM")
-                return answer
         finally:
             await pbx.stop()
 
