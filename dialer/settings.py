@@ -96,8 +96,8 @@ class HttpSettings:
 class IntakeSettings:
     token: str = setting("", "Shared secret a webhook caller sends as 'Authorization: Bearer <token>' "
                              "or 'X-Dialer-Token'; empty refuses every webhook call", secret=True)
-    dedup_window_hours: float = setting(24.0, "Variant B dedup window: a phone-only lead whose phone was "
-                                              "received this many hours before is a duplicate",
+    dedup_window_hours: float = setting(24.0, "Variant B dedup window seeded into the policy by `dialer init` "
+                                              "(afterwards: dialer policy set dedup_window_hours N)",
                                         between(0, 24 * 365))
     max_body_bytes: int = setting(65536, "Largest webhook body accepted, in bytes", between(1024, 10_000_000))
     csv_batch_size: int = setting(5000, "Rows per transaction in CSV import", between(1, 100_000))
@@ -194,6 +194,19 @@ class ScriptsSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    # console (issue 6): the operator console's sign-in
+    secret: str = setting("", "Key that signs console session cookies (at least 16 characters); empty: a random "
+                              "key per process, so sessions end when the daemon restarts", secret=True,
+                          check=lambda v: None if v == "" or len(v) >= 16 else "empty or at least 16 characters")
+    session_hours: float = setting(12.0, "Hours a console sign-in lasts", between(0.05, 24 * 31))
+    teamlead_password: str = setting("", "Password of the team-lead page (login 'teamlead'), plain or as a "
+                                          "scrypt$... hash; empty: nobody can open the team-lead page", secret=True,
+                                     check=lambda v: None if v == "" or len(v) >= 8
+                                     else "empty or at least 8 characters")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -209,13 +222,14 @@ class Settings:
     export: ExportSettings = setting(default_factory=ExportSettings)
     alerts: AlertSettings = setting(default_factory=AlertSettings)
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
+    console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
 SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
-    "scripts": ScriptsSettings,
+    "scripts": ScriptsSettings, "console": ConsoleSettings,
 }
 
 
