@@ -1172,6 +1172,25 @@ def demo(operators: int = typer.Option(3, "--operators", min=1, max=8, help="Sim
     console.print("[green]demo finished[/green]: every call above went over real AMI to the simulated PBX.")
 
 
+# ---------------------------------------------------------------- console (issue 6): operators' passwords
+
+@operators_app.command("passwd")
+def operators_passwd(ctx: typer.Context, operator: str = typer.Argument(..., help="Operator id or interface"),
+                     password: Optional[str] = typer.Option(None, "--password",
+                                                            help="The new password (for scripts; without it "
+                                                                 "you are asked twice, nothing is echoed)")) -> None:
+    """Set an operator's console password (at least 8 characters; stored as a salted scrypt hash).
+
+    Their open console sessions end.
+    """
+    from dialer.console.auth import check_password_rules, set_operator_password
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    check_password_rules(password)
+    operator_id, name, interface = set_operator_password(_ready_store(state(ctx)), operator, password)
+    console.print(f"password set for operator {operator_id} {name} ({interface})", highlight=False)
+
+
 # ---------------------------------------------------------------- entry point
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -32,6 +32,7 @@ from dialer.ami.events import (AgentComplete, AgentConnect, AmiEvent, Connected,
                                QueueMemberPause, QueueMemberStatus)
 from dialer.calls.tracker import AttemptUpdate, CallTracker
 from dialer.clock import Clock
+from dialer.console.hub import ConsoleHub   # console (issue 6)
 from dialer.db.engine import Database
 from dialer.pacing import MemberStatus, OperatorBoard, Presence, calls_to_place
 from dialer.settings import Settings, resolved_daemon_id
@@ -48,6 +49,7 @@ POLL_INTERVAL = 1.0          # seconds: the safety net when no wake-up comes
 JOB_INTERVAL = 1.0           # wrap-ups, board refresh
 SLA_CHECK_INTERVAL = 5.0
 RECONCILE_INTERVAL = 30.0
+LEASE_RENEW_INTERVAL = 10.0
 
 
 @dataclass
@@ -87,11 +89,15 @@ class Daemon:
         self._writes: asyncio.Queue[Callable[[], Any]] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claims: dict[int, Claim] = {}              # attempts in flight -> their claim
+        # Held from tracking an attempt until Asterisk answered its Originate, and by reconciliation:
+        # a call whose Originate is not yet sent has no channel, and must not be settled as gone.
+        self._placing = asyncio.Lock()
         self._wrapups: dict[int, str] = {}               # connected attempt -> operator interface
         self._alerted: set[int] = set()
         self._sender = None
         self.ami = AmiClient(settings.ami, clock, on_event=self._on_event)
         self.intake = Intake(db, default_region=settings.default_region, on_new_leads=self._new_leads_from_thread)
+        self.console_hub = ConsoleHub(clock)   # console (issue 6): screen pops to the operators' pages
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -241,7 +247,8 @@ class Daemon:
             if operator is None:   # the board changed while we claimed: give the lead back
                 await self._settle_undialed(claim)
                 return
-            await self._originate(claim, operator if claim.operator_interface else None)
+            async with self._placing:
+                await self._originate(claim, operator if claim.operator_interface else None)
 
     async def _originate(self, claim: Claim, operator: str | None) -> None:
         dial = self.settings.dial
@@ -347,6 +354,10 @@ class Daemon:
                             seconds=self.settings.dial.wrapup_limit_seconds))
         batch = list(updates)
         self._writes.put_nowait(lambda: self._store(batch))
+        # console (issue 6): screen pops, sent once the CONNECTED write is stored (the card and a disposition see it)
+        pops = self.console_hub.pops_of(batch)
+        if pops:
+            self._writes.put_nowait(lambda: self.console_hub.publish_from_thread(pops))
         self._wake.set()
 
     def _store(self, updates: list[AttemptUpdate]) -> None:
@@ -381,8 +392,9 @@ class Daemon:
         self._wake.set()
 
     async def _reconcile(self) -> None:
-        channels = await self.ami.core_show_channels()
-        self._handle(self.tracker.reconcile(channels, self.clock.now()))
+        async with self._placing:   # every tracked call's Originate answered before the snapshot is asked
+            channels = await self.ami.core_show_channels()
+            self._handle(self.tracker.reconcile(channels, self.clock.now()))
 
     # ------------------------------------------------------------------ periodic work
 
@@ -401,7 +413,7 @@ class Daemon:
                 except Exception:
                     log.exception("sla.check_failed")
             if loop.time() >= next_lease:
-                next_lease = loop.time() + 10
+                next_lease = loop.time() + LEASE_RENEW_INTERVAL
                 try:
                     await asyncio.to_thread(self._renew_leases, now)
                 except Exception:
@@ -506,12 +518,19 @@ class Daemon:
 
 
 def _optional_routers(daemon: Daemon) -> list[Any]:
-    routers = []
+    # console (issue 6): the operator console; its sign-in is who records a disposition
+    from dialer.console.routes import Console
+    from dialer.console.switchboard import AsteriskSwitchboard
+    console = Console(daemon.db, daemon.clock, daemon.settings, daemon.console_hub,
+                      AsteriskSwitchboard(daemon.board, daemon.ami, daemon.settings.dial.queue),
+                      stopping=daemon._stopping)
+    routers = [console.router]
     try:
         from dialer.web.dispositions import dispositions_router
     except ImportError:
         return routers
     routers.append(dispositions_router(daemon.db, daemon.clock, daemon.settings,
+                                       operator_identity=console.operator_identity,   # console (issue 6)
                                        on_outcome=lambda *_: daemon._sender.wake() if daemon._sender else None))
     return routers
 
