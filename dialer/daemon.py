@@ -432,7 +432,9 @@ class Daemon:
         await asyncio.to_thread(expire_wrapups, self.db, now, self.settings.dial.wrapup_limit_seconds)
         if not self._wrapups:
             return
-        done = await asyncio.to_thread(attempt_store.finished_wrapups, self.db, list(self._wrapups), now)
+        # only calls that are over: a disposition recorded mid-call must not end a wrap-up not yet begun
+        over = [a for a in self._wrapups if a not in self.tracker.active]
+        done = await asyncio.to_thread(attempt_store.finished_wrapups, self.db, over, now)
         for attempt_id in done:
             interface = self._wrapups.pop(attempt_id, None)
             if interface:

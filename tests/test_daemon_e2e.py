@@ -238,3 +238,32 @@ def test_given_crm_webhook_when_calls_end_and_operator_disposes_then_crm_gets_ea
     assert len(busy) == 1 and len(confirmed) == 1
     assert confirmed[0]["amount"] == "12990.50" and confirmed[0]["comment"] == "Подтвердила заказ"
     assert confirmed[0]["operator"] in ("Анна", "Иван")
+
+
+def test_given_disposition_recorded_mid_call_when_call_ends_then_operator_is_free_at_once(sqlite_db):
+    """Wrap-up ends with the disposition: an operator who recorded it during the call is not held afterwards."""
+    from dialer.dispositions import record_disposition
+    from dialer.pacing import OperatorState
+    from leads.disposition import DispositionInput
+    db = sqlite_db
+
+    async def scenario():
+        pbx = make_pbx([{"pattern": r".*", "outcome": "answer", "after": 1, "talk": 30}],
+                       [OperatorSpec("PJSIP/op1", "Анна", talk=600, wrapup=0, ring=0.5)])
+        port = await pbx.start()
+        settings = daemon_settings(str(db.engine.url), port, **{"dial.wrapup_limit_seconds": 300.0})
+        try:
+            async with running_daemon(settings, db, moscow_day_clock()) as daemon:
+                await post_leads(daemon.http_url, [{"phone": "+79129000001", "name": "Анна"}])
+                attempt = await wait_until(lambda: next((a for a in attempts(db) if a.state == "connected"), None),
+                                           30, what="a connected call")
+                await asyncio.to_thread(record_disposition, db, attempt.id, DispositionInput("no_decision"),
+                                        now=daemon.clock.now(), center_zone=daemon.center_zone, recorded_by="test")
+                await wait_until(lambda: all_ended(db, 1), 30, what="the call to end")
+                # the wrap-up limit is 300 simulated s (30 real s); the disposition is already there
+                await wait_until(lambda: daemon.board.get("PJSIP/op1").state(daemon.clock.now())
+                                 is OperatorState.AVAILABLE, 10, what="the operator to be free")
+        finally:
+            await pbx.stop()
+
+    asyncio.run(scenario())
