@@ -150,10 +150,11 @@ class Daemon:
         log.info("daemon.stopping calls_in_progress=%s", len(self.tracker.active))
         self._stopping.set()
         self._wake.set()
-        dial = tasks.pop("dial", None)
-        if dial is not None:
-            await _cancel(dial)
         deadline = asyncio.get_running_loop().time() + self.drain_seconds
+        dial = tasks.pop("dial", None)
+        if dial is not None:   # no new claim; a call being placed goes out and is drained with the others
+            await asyncio.wait({dial}, timeout=self.drain_seconds)
+            await _cancel(dial)
         while self.tracker.active and asyncio.get_running_loop().time() < deadline and self.ami.connected:
             await asyncio.sleep(0.05)
         if self.tracker.active:
