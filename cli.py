@@ -1124,7 +1124,7 @@ def demo(operators: int = typer.Option(3, "--operators", min=1, max=8, help="Sim
     from rich.console import Group
     from rich.live import Live
     from rich.panel import Panel
-    from dialer.demo import DemoOptions, run_demo
+    from dialer.demo import DemoOptions, demo_start, run_demo
 
     def tables(view) -> Group:
         def table(title: str, rows: list[dict[str, Any]], empty: str) -> Table:
@@ -1147,7 +1147,8 @@ def demo(operators: int = typer.Option(3, "--operators", min=1, max=8, help="Sim
                      table("queue head: dialed next", view.queue, "(nothing dialable now)"))
 
     from zoneinfo import ZoneInfo
-    options = DemoOptions(operators=operators, leads=leads, speed=speed, duration=duration, seed=seed)
+    options = DemoOptions(operators=operators, leads=leads, speed=speed, duration=duration, seed=seed,
+                          start=demo_start(clock.now()))
     interactive = console.is_terminal
 
     async def main() -> Any:

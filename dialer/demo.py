@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -49,8 +49,7 @@ class DemoOptions:
     duration: float = 90.0        # wall-clock seconds
     seed: int = 7
     db_url: str | None = None
-    start: datetime = field(default_factory=lambda: datetime.now(ZoneInfo("Europe/Moscow")).replace(
-        hour=9, minute=58, second=0, microsecond=0))
+    start: datetime | None = None  # simulated start; see demo_start()
 
 
 @dataclass
@@ -66,9 +65,16 @@ class DemoView:
     posted: int
 
 
+def demo_start(today: datetime, zone: str = "Europe/Moscow") -> datetime:
+    """09:58 on that day in the center's zone: two simulated minutes of quiet hours, then dialing."""
+    return today.astimezone(ZoneInfo(zone)).replace(hour=9, minute=58, second=0, microsecond=0)
+
+
 async def run_demo(options: DemoOptions, show: Callable[[DemoView], None], stop: asyncio.Event) -> DemoView:
     workdir = Path(tempfile.mkdtemp(prefix="dialer-demo-"))
     db_url = options.db_url or f"sqlite:///{workdir / 'demo.db'}"
+    if options.start is None:
+        raise ValueError("DemoOptions.start is required (demo_start(now))")
     clock = ScaledClock(options.start, options.speed)
     specs = [OperatorSpec(f"PJSIP/op{i + 1}", OPERATOR_NAMES[i % len(OPERATOR_NAMES)], talk=90, wrapup=10, ring=2)
              for i in range(options.operators)]
