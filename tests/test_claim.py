@@ -228,10 +228,13 @@ def test_given_parallel_claimers_then_no_lead_is_claimed_twice(db_url):
     claimed: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
+    start = threading.Barrier(6)   # all claimers begin together, so they really compete
 
     def claimer(n: int) -> None:
         own = Database(db_url)   # each claimer its own engine and sessions, like separate daemons
         try:
+            own.engine.connect().close()   # connected before the race starts
+            start.wait(timeout=60)
             while (c := claim_next(own, daemon_id=f"d{n}", now=NOON, center_zone=ZONE)) is not None:
                 with lock:
                     claimed.append(c.lead_id)
@@ -250,7 +253,10 @@ def test_given_parallel_claimers_then_no_lead_is_claimed_twice(db_url):
     check = Database(db_url)
     with check.read() as session:
         assert session.scalar(select(func.count()).select_from(CallAttempt)) == 120
-        assert session.scalar(select(func.count(func.distinct(Lead.lease_owner)))) > 1
+        if check.is_postgres:
+            # row locks let claimers work side by side; on SQLite the busy handler may let the writer that
+            # just committed win the lock again and again, which is correct, so only PostgreSQL asserts it
+            assert session.scalar(select(func.count(func.distinct(Lead.lease_owner)))) > 1
     check.dispose()
 
 
