@@ -88,7 +88,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._writes: asyncio.Queue[Callable[[], Any]] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._claims: dict[int, Claim] = {}              # attempts in flight -> their claim
+        self._channel_ids: dict[int, str] = {}           # attempts in flight -> our ChannelId
         # Held from tracking an attempt until Asterisk answered its Originate, and by reconciliation:
         # a call whose Originate is not yet sent has no channel, and must not be settled as gone.
         self._placing = asyncio.Lock()
@@ -189,6 +189,8 @@ class Daemon:
         policy = current_policy(self.db)
         attempt_store.take_over(self.db, dialed, self.daemon_id, now + policy.lease)
         for attempt in dialed:
+            if attempt.channel_id:
+                self._channel_ids[attempt.attempt_id] = attempt.channel_id
             self.tracker.track(attempt.attempt_id, action_id=attempt.action_id, at=attempt.claimed_at,
                                channel_id=attempt.channel_id, lead_id=attempt.lead_id, state=attempt.state)
         if open_:
@@ -258,7 +260,7 @@ class Daemon:
                                          timeout_seconds=claim.ring_timeout_seconds, operator=operator,
                                          id_prefix=self.pbx)
         now = self.clock.now()
-        self._claims[claim.attempt_id] = claim
+        self._channel_ids[claim.attempt_id] = request.channel_id
         self.tracker.track(claim.attempt_id, action_id=request.action_id, at=now, channel_id=request.channel_id,
                            lead_id=claim.lead_id)
         await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id, action_id=request.action_id,
@@ -295,11 +297,11 @@ class Daemon:
         from leads.attempt import AttemptState
         for attempt_id in list(self.tracker.active):
             state = self.tracker.state_of(attempt_id)
-            claim = self._claims.get(attempt_id)
-            if state in (AttemptState.CLAIMED, AttemptState.ORIGINATED, AttemptState.RINGING) and claim:
+            channel_id = self._channel_ids.get(attempt_id)
+            if state in (AttemptState.CLAIMED, AttemptState.ORIGINATED, AttemptState.RINGING) and channel_id:
                 self.tracker.cancel_requested(attempt_id)
                 with contextlib.suppress(AmiError):
-                    await self.ami.hangup(f"{self.pbx}-{attempt_id}")
+                    await self.ami.hangup(channel_id)
         deadline = asyncio.get_running_loop().time() + 5
         while self.tracker.active and asyncio.get_running_loop().time() < deadline and self.ami.connected:
             await asyncio.sleep(0.05)
@@ -341,7 +343,7 @@ class Daemon:
                 self._wrapups[update.attempt_id] = interface
             if update.state.value == "ended":
                 self.board.release(update.attempt_id)
-                self._claims.pop(update.attempt_id, None)
+                self._channel_ids.pop(update.attempt_id, None)
                 self.tracker.forget(update.attempt_id)
                 self.stats.ended += 1
                 key = update.result.value if update.result else "unknown"

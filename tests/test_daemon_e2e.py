@@ -267,3 +267,27 @@ def test_given_disposition_recorded_mid_call_when_call_ends_then_operator_is_fre
             await pbx.stop()
 
     asyncio.run(scenario())
+
+
+def test_given_call_still_ringing_when_stop_drain_runs_out_then_it_is_hung_up_and_recorded_cancelled(sqlite_db):
+    db = sqlite_db
+
+    async def scenario():
+        pbx = make_pbx([{"pattern": r".*", "outcome": "no_answer"}])   # rings until our Originate timeout
+        port = await pbx.start()
+        settings = daemon_settings(str(db.engine.url), port)
+        try:
+            async with running_daemon(settings, db, moscow_day_clock(), drain_seconds=0.5) as daemon:
+                await post_leads(daemon.http_url, [{"phone": "+79129100001"}])
+                await wait_until(lambda: any(a.state in ("originated", "ringing") for a in attempts(db)), 30,
+                                 what="a ringing call")
+            return pbx.stats()
+        finally:
+            await pbx.stop()
+
+    stats = asyncio.run(scenario())
+    (attempt,) = attempts(db)
+    assert (attempt.state, attempt.result) == ("ended", "cancelled")
+    assert stats.calls_in_progress == 0
+    (lead,) = leads(db)
+    assert lead.status == "retry" and lead.lease_owner is None
