@@ -16,7 +16,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table

@@ -33,7 +33,6 @@ STATE_TIMESTAMP = {
     AttemptState.CONNECTED: "connected_at",
     AttemptState.ENDED: "ended_at",
 }
-_ORDER = {s: i for i, s in enumerate(AttemptState)}
 _FIELDS = ("uniqueid", "channel", "operator_interface", "originate_reason", "hangup_cause", "hangup_cause_txt",
            "tech_cause", "dial_status")
 
@@ -107,7 +106,7 @@ def _store_one(session: Session, item: AttemptUpdate, operators: dict[str, int],
     if column and getattr(attempt, column) is None:
         setattr(attempt, column, item.at)
     if item.state is not AttemptState.ENDED:
-        if _ORDER[item.state] > _ORDER[AttemptState(attempt.state)]:
+        if item.state.rank > AttemptState(attempt.state).rank:
             attempt.state = item.state.value
         return None
 

@@ -28,7 +28,7 @@ import httpx
 from dialer import attempts as attempt_store
 from dialer.ami.adapter import AmiClient, OriginateRequest
 from dialer.ami.errors import AmiActionError, AmiAuthError, AmiError
-from dialer.ami.events import (AgentComplete, AgentConnect, AmiEvent, Connected, Disconnected, LoginFailed,
+from dialer.ami.events import (AgentComplete, AgentConnect, AmiEvent, Connected, LoginFailed,
                                QueueMemberPause, QueueMemberStatus)
 from dialer.calls.tracker import AttemptUpdate, CallTracker
 from dialer.clock import Clock

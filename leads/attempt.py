@@ -17,6 +17,14 @@ class AttemptState(StrEnum):
     def in_progress(self) -> bool:
         return self is not AttemptState.ENDED
 
+    @property
+    def rank(self) -> int:
+        """Position in the lifecycle (claimed first, ended last): an attempt's state only moves forward."""
+        return _LIFECYCLE.index(self)
+
+
+_LIFECYCLE = tuple(AttemptState)
+
 
 class CallResult(StrEnum):
     CONNECTED = "connected"                   # answered and talked to an operator: a contact

@@ -41,7 +41,6 @@ from leads.attempt import AttemptState, CallResult
 log = logging.getLogger(__name__)
 
 S = AttemptState
-_ORDER = {S.CLAIMED: 0, S.ORIGINATED: 1, S.RINGING: 2, S.ANSWERED: 3, S.CONNECTED: 4, S.ENDED: 5}
 _LEG_SUFFIX = re.compile(r"-[0-9a-f]{8}(;\d)?$")
 
 AMD_USER_EVENT = "DialerAMD"       # UserEvent(DialerAMD,AMDStatus: ${AMDSTATUS})
@@ -493,7 +492,7 @@ class CallTracker:
 
     def _transition(self, call: _Call, state: AttemptState, at: datetime, event: str,
                     result: CallResult | None = None, detail: str = "") -> AttemptUpdate | None:
-        if _ORDER[state] <= _ORDER[call.state]:
+        if state.rank <= call.state.rank:
             return None   # states only move forward; a late or repeated event changes nothing
         update = AttemptUpdate(call.attempt_id, event, call.state, state, at, call.fields(), result, detail)
         log.info("attempt_id=%s uniqueid=%s %s -> %s -> %s%s", call.attempt_id, call.uniqueid or "-",

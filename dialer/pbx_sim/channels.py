@@ -11,18 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum
 
-
-class ChannelState(IntEnum):
-    DOWN = 0
-    RESERVED = 1
-    OFFHOOK = 2
-    DIALING = 3
-    RING = 4
-    RINGING = 5
-    UP = 6
-    BUSY = 7
+from dialer.ami.events import ChannelState  # Asterisk's channel states: one vocabulary for client and server
 
 
 STATE_TEXT = {
