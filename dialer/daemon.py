@@ -36,6 +36,7 @@ from dialer.console.hub import ConsoleHub   # console (issue 6)
 from dialer.db.engine import Database
 from dialer.pacing import MemberStatus, OperatorBoard, Presence, calls_to_place
 from dialer.settings import Settings, resolved_daemon_id
+from leads.attempt import AttemptState
 from leads.intake import Intake
 from leads.phone import format_for_dialing, mask_phone
 from leads.policy.claim import Claim, claim_next
@@ -288,13 +289,12 @@ class Daemon:
         self._handle(self.tracker.originated(claim.attempt_id, self.clock.now()))
 
     async def _settle_undialed(self, claim: Claim) -> None:
-        open_ = attempt_store.OpenAttempt(claim.attempt_id, claim.lead_id, attempt_store.AttemptState.CLAIMED,
+        open_ = attempt_store.OpenAttempt(claim.attempt_id, claim.lead_id, AttemptState.CLAIMED,
                                           None, None, self.clock.now())
         await asyncio.to_thread(attempt_store.end_undialed, self.db, [open_], at=self.clock.now(),
                                 center_zone=self.center_zone)
 
     async def _cancel_unanswered(self) -> None:
-        from leads.attempt import AttemptState
         for attempt_id in list(self.tracker.active):
             state = self.tracker.state_of(attempt_id)
             channel_id = self._channel_ids.get(attempt_id)
