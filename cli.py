@@ -306,8 +306,12 @@ def serve(ctx: typer.Context,
         logging.getLogger("dialer.serve").warning(
             "intake.token is empty: POST /leads refuses every call (set DIALER_INTAKE_TOKEN)")
     app_ = create_app(settings, db, _intake_for(s), clock)
-    run_until_stopped(uvicorn.Server(server_config(app_, settings.http.host, settings.http.port,
-                                                   settings.log_level)))
+    db.checkpoint_in_background()
+    try:
+        run_until_stopped(uvicorn.Server(server_config(app_, settings.http.host, settings.http.port,
+                                                       settings.log_level)))
+    finally:
+        db.stop_background_checkpoints()
 
 
 def _selected_feeds(settings: Settings, name: Optional[str]) -> list:

@@ -199,7 +199,7 @@ def main() -> None:
         try:
             wait_until_up(url)
             sequential(url, 0, 50)  # warm-up: imports, connection pools, SQLite pages
-            print(f"webhook intake into SQLite over loopback (machine shared with other work: figures vary)")
+            print("webhook intake into SQLite over loopback (machine shared with other work: figures vary)")
             pid = server.pid
             measure("single leads, 1 client", pid, sequential, url, 100, seq_count)
             measure(f"single leads, {args.clients} clients", pid, concurrent, url, 100 + seq_count, conc_count,

@@ -111,6 +111,7 @@ class Daemon:
         try:
             from dialer.bootstrap import ensure_ready
             ensure_ready(self.db)
+            self.db.checkpoint_in_background()
             await asyncio.to_thread(self._adopt_open_attempts)
             tasks["writer"] = asyncio.create_task(self._writer(), name="writer")
             self.ami.start()
@@ -176,6 +177,7 @@ class Daemon:
         if writer is not None:
             await self._writes.join()
             await _cancel(writer)
+        await asyncio.to_thread(self.db.stop_background_checkpoints)
         log.info("daemon.stopped claimed=%s originated=%s ended=%s results=%s", self.stats.claimed,
                  self.stats.originated, self.stats.ended, self.stats.results)
 

@@ -71,6 +71,33 @@ def test_given_mixed_set_then_claims_come_in_tier_and_deadline_order_and_match_t
     assert queue == [lead_id for lead_id, _ in claimed]
 
 
+def test_given_night_leads_whose_own_zone_delays_them_then_claims_still_follow_the_deadline_order(db):
+    # 30 Kaliningrad landline leads that arrived at night are due at 10:15 Kaliningrad = 11:15 Moscow:
+    # after the Moscow night leads (10:15) and the morning leads due before 11:15, though they arrived
+    # first. More of them wait at the head of the arrival order than a claim looks ahead (16).
+    night = moscow(2026, 11, 22, 23, 0)
+    kaliningrad = [lead(100 + i, night + timedelta(minutes=i), phone=f"+740121234{i:02d}") for i in range(30)]
+    moscow_night = [lead(200 + i, night + timedelta(minutes=30 + i), phone=f"+791612345{i:02d}") for i in range(20)]
+    morning = [lead(300 + i, moscow(2026, 11, 23, 10, 20) + timedelta(minutes=i), phone=f"+791712345{i:02d}")
+               for i in range(40)]                                            # due 10:35 .. 11:14
+    late_morning = [lead(400 + i, moscow(2026, 11, 23, 11, 0) + timedelta(minutes=i), phone=f"+791812345{i:02d}")
+                    for i in range(10)]                                       # due 11:15 .. 11:24
+    store(db, *kaliningrad, *moscow_night, *morning, *late_morning)
+    expected = [f.id for f in (*moscow_night, *morning, *kaliningrad, *late_morning)]
+    assert [entry.lead_id for entry in dial_queue(db, NOON, center_zone=ZONE, limit=200)] == expected
+
+    claimed = []
+    for n in range(len(expected) + 1):
+        c = claim(db, at=NOON + timedelta(seconds=n))
+        if c is None:
+            break
+        claimed.append(c.lead_id)
+        if c.lead_id == 300:   # the first morning lead: the Kaliningrad leads were read and set aside
+            from leads.policy.claim import _memory_of
+            assert _memory_of(db).late.ids(current_policy(db), CENTER) >= {f.id for f in kaliningrad[:20]}
+    assert claimed == expected
+
+
 def test_given_claim_then_attempt_row_and_lease_are_written_in_the_same_transaction(db):
     store(db, lead(1, NOON - timedelta(minutes=2), phone_ext="123", name="Анна Иванова", product="Матрас Сон+"))
     c = claim(db, daemon="daemon-a")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -9,6 +11,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger("dialer.db")
+
+# A commit that crosses SQLite's auto-checkpoint threshold copies the WAL into the database file and
+# fsyncs it, inside that commit: a claim or a result recorded then took ~10 ms instead of ~1 ms.
+# Long-running processes (the daemon, the webhook server) therefore checkpoint from a background
+# thread (sqlite3 releases the GIL while it works) and raise the threshold to a safety net that
+# only a checkpointer that cannot keep up ever reaches.
+DEFAULT_AUTOCHECKPOINT_PAGES = 1000
+BACKGROUND_AUTOCHECKPOINT_PAGES = 20000
 
 def normalize_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here (the driver we ship), not psycopg2."""
@@ -57,6 +68,23 @@ class Database:
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
+        self._checkpointer: WalCheckpointer | None = None
+        if self.is_sqlite:
+            self._autocheckpoint_pages = DEFAULT_AUTOCHECKPOINT_PAGES
+            event.listen(self.engine, "checkout", self._set_autocheckpoint)
+
+    def _set_autocheckpoint(self, dbapi_connection, record, _proxy) -> None:
+        if record.info.get("wal_autocheckpoint") != self._autocheckpoint_pages:
+            dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint_pages}")
+            record.info["wal_autocheckpoint"] = self._autocheckpoint_pages
+
+    def checkpoint_in_background(self, interval_seconds: float = 1.0) -> None:
+        """SQLite: move WAL checkpoints out of commits into a thread (until dispose). Else nothing."""
+        if not self.is_sqlite or self._checkpointer is not None:
+            return
+        self._autocheckpoint_pages = BACKGROUND_AUTOCHECKPOINT_PAGES
+        self._checkpointer = WalCheckpointer(self.engine, interval_seconds)
+        self._checkpointer.start()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -72,5 +100,54 @@ class Database:
         with self._write() as session, session.begin():
             yield session
 
+    def stop_background_checkpoints(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+            self._autocheckpoint_pages = DEFAULT_AUTOCHECKPOINT_PAGES
+
     def dispose(self) -> None:
+        self.stop_background_checkpoints()
         self.engine.dispose()
+
+
+class WalCheckpointer:
+    """A thread that runs `PRAGMA wal_checkpoint(PASSIVE)` every interval on its own connection.
+
+    PASSIVE never waits for readers or writers: it copies what it can and leaves the rest for the
+    next round, so it cannot stall a claim. The engine's connections keep a high auto-checkpoint
+    threshold as a safety net should this thread fall behind.
+    """
+
+    def __init__(self, engine: Engine, interval_seconds: float) -> None:
+        self._engine = engine
+        self._interval = interval_seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sqlite-wal-checkpoint", daemon=True)
+        self.rounds = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        raw = self._engine.raw_connection()
+        try:
+            while not self._stopped.wait(self._interval):
+                self.checkpoint(raw)
+            self.checkpoint(raw)
+        finally:
+            raw.close()
+
+    def checkpoint(self, raw) -> None:
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cursor.fetchall()
+            cursor.close()
+            self.rounds += 1
+        except Exception as exc:   # a locked or vanished file: log it, try again next round
+            log.warning("db.wal_checkpoint failed: %s: %s", type(exc).__name__, exc)

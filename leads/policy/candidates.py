@@ -47,6 +47,7 @@ class Source:
     where: tuple[ColumnElement[bool], ...]
     order_by: tuple[Any, ...]
     bound: Bound
+    new_leads: bool = False   # reads leads never dialed (status new), by arrival
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _new(policy: Policy, center: ZoneInfo) -> Source:
     def bound(lead: LeadFacts) -> datetime | None:
         return first_call_deadline(lead.received_at, policy, center, ())
     return Source((_T.status == LeadStatus.NEW.value, or_(_T.next_attempt_at.is_(None), _T.next_attempt_at <= NOW)),
-                  (_T.received_at, _T.id), bound)
+                  (_T.received_at, _T.id), bound, new_leads=True)
 
 
 def _no_contact_retries(*where: ColumnElement[bool]) -> Source:
@@ -172,6 +173,7 @@ def _statement(sources: Sequence[Source], policy: Policy, dialect: str) -> Any:
 FIRST_PAGE = 8
 LAST_PAGE = 256
 LOOKAHEAD = 16   # rows looked at after the first dialable one, at most
+LOOKAHEAD_REMEMBERING = 256   # the same when late leads are remembered: each is then read about once
 
 
 def read_page(session: Session, bucket: Bucket, now: datetime, offset: int, page: int,
@@ -186,42 +188,73 @@ def read_page(session: Session, bucket: Bucket, now: datetime, offset: int, page
 
 def best_candidate(session: Session, bucket: Bucket, now: datetime, policy: Policy, center: ZoneInfo,
                    available_operator_ids: AbstractSet[int] | None, *, skip: AbstractSet[int] = frozenset(),
-                   asleep: AsleepLeads | None = None, max_rows: int = 1024) -> Verdict | None:
+                   asleep: AsleepLeads | None = None, late: LateLeads | None = None,
+                   max_rows: int = 1024) -> Verdict | None:
     """The dialable lead of this bucket that goes first (leads in `skip` left out), reading little.
 
     Pages grow from FIRST_PAGE; a row whose deadline bound is not before the best deadline found is
     not even evaluated, and reading stops once every source's next row is bounded that way, or once a
     source had LOOKAHEAD rows evaluated after a dialable lead was found (the bound of new leads is their
     center-only deadline, so a lead whose own zone delays its deadline, say a Kaliningrad lead that
-    arrived at night, is compared with the next LOOKAHEAD leads that might go before it). Leads found in quiet hours in their own
-    zone are remembered in `asleep` and left out in SQL until it ends.
+    arrived at night, is compared with the next LOOKAHEAD leads that might go before it). Leads found in
+    quiet hours in their own zone are remembered in `asleep` and left out in SQL until it ends; leads
+    whose own deadline is later than their place in the SQL order are remembered in `late` and left out
+    until the best lead read has a deadline they could beat (then they are read again). With `late`,
+    each such lead is read about once, so the look-ahead is LOOKAHEAD_REMEMBERING rows.
     """
+    if late is not None and not all(source.new_leads for source in bucket.sources):
+        late = None   # only new leads are remembered as late: their deadline never changes
+    for _ in range(3):
+        late_ids = late.ids(policy, center) if late is not None else set()
+        best = _best_read(session, bucket, now, policy, center, available_operator_ids,
+                          skip=set(skip) | late_ids, asleep=asleep, late=late, max_rows=max_rows)
+        if not late_ids:
+            return best
+        back = late.could_beat(best, late_ids)
+        if not back:
+            return best
+        late.forget(back)
+    return _best_read(session, bucket, now, policy, center, available_operator_ids, skip=skip, asleep=asleep,
+                      late=None, max_rows=max_rows)
+
+
+def _best_read(session: Session, bucket: Bucket, now: datetime, policy: Policy, center: ZoneInfo,
+               available_operator_ids: AbstractSet[int] | None, *, skip: AbstractSet[int],
+               asleep: AsleepLeads | None, late: LateLeads | None, max_rows: int) -> Verdict | None:
     best: Verdict | None = None
     looked_after_best = [0] * len(bucket.sources)   # rows evaluated per source once a best was known
+    lookahead = LOOKAHEAD if late is None else LOOKAHEAD_REMEMBERING
     offset, page = 0, FIRST_PAGE
     left_out = sorted(set(skip) | (asleep.ids(policy, center, now) if asleep else set()))
+    late_found: list[Verdict] = []
     while offset < max_rows:
         pages = read_page(session, bucket, now, offset, page, left_out)
         for n, (source, (rows, _)) in enumerate(zip(bucket.sources, pages)):
             for lead in rows:
-                if _cannot_beat(source.bound(lead), lead, best):
+                bound = source.bound(lead)
+                if _cannot_beat(bound, lead, best):
                     continue
                 if best is not None:
                     looked_after_best[n] += 1
-                    if looked_after_best[n] > LOOKAHEAD:
+                    if looked_after_best[n] > lookahead:
                         break
                 verdict = evaluate(lead, now, policy, center, available_operator_ids)
                 if asleep is not None:
                     asleep.note(verdict, policy, center)
+                if late is not None and verdict.tier is Tier.NEW and bound is not None \
+                        and verdict.deadline is not None and verdict.deadline > bound:
+                    late_found.append(verdict)
                 if verdict.dialable and verdict.rank == bucket.rank and (
                         best is None or verdict.order_key() < best.order_key()):
                     best = verdict
         unfinished = [(source, rows) for n, (source, (rows, more)) in enumerate(zip(bucket.sources, pages))
-                      if more and looked_after_best[n] <= LOOKAHEAD]
+                      if more and looked_after_best[n] <= lookahead]
         if not unfinished or all(_rest_cannot_beat(source, rows[-1], best) for source, rows in unfinished):
-            return best
+            break
         offset += page
         page = min(page * 2, LAST_PAGE)
+    if late is not None:
+        late.note([v for v in late_found if best is None or v.lead.id != best.lead.id], policy, center)
     return best
 
 
@@ -282,6 +315,60 @@ class AsleepLeads:
                 self._until[verdict.lead.id] = max(ends)
 
 
+class LateLeads:
+    """Leads whose own deadline is later than their place in the SQL order, and that deadline.
+
+    New leads are read by arrival, bounded by their center-only deadline; a lead whose own zone moves
+    its deadline later (a Kaliningrad lead that arrived at night is due at 10:15 in Kaliningrad, 11:15
+    in Moscow) waits at the head of that order while leads due before it are dialed, and every claim
+    would read it again. Remembered here, it is left out of the reads until the best lead a claim
+    finds is not due before it; then it is read again with the others. Its deadline depends only on
+    its arrival, its number and zone, and the policy's quiet hours and first-call minutes (the key),
+    so leaving it out meanwhile can only be right. Kept per Database, bounded in size.
+    """
+
+    MAX = 20000
+
+    def __init__(self) -> None:
+        self._deadline: dict[int, tuple[datetime, datetime, int]] = {}   # id: deadline, received_at, id
+        self._key: tuple | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key_of(policy: Policy, center: ZoneInfo) -> tuple:
+        return (policy.quiet_start, policy.quiet_end, policy.unknown_zone_rule, policy.first_call_minutes,
+                center.key)
+
+    def ids(self, policy: Policy, center: ZoneInfo) -> set[int]:
+        with self._lock:
+            if self._key != self._key_of(policy, center):
+                self._key, self._deadline = self._key_of(policy, center), {}
+            return set(self._deadline)
+
+    def could_beat(self, best: Verdict | None, among: AbstractSet[int]) -> set[int]:
+        """The remembered leads (of `among`) that could go before `best`: all of them if there is none."""
+        with self._lock:
+            if best is None or best.deadline is None:
+                return {i for i in among if i in self._deadline}
+            mark = (best.deadline, best.lead.received_at, best.lead.id)
+            return {i for i in among if i in self._deadline and self._deadline[i] < mark}
+
+    def forget(self, ids: AbstractSet[int]) -> None:
+        with self._lock:
+            for i in ids:
+                self._deadline.pop(i, None)
+
+    def note(self, verdicts: Sequence[Verdict], policy: Policy, center: ZoneInfo) -> None:
+        with self._lock:
+            if self._key != self._key_of(policy, center):
+                return
+            for verdict in verdicts:
+                if len(self._deadline) >= self.MAX:
+                    return
+                lead = verdict.lead
+                self._deadline[lead.id] = (verdict.deadline, lead.received_at, lead.id)
+
+
 def bucket_leads(session: Session, bucket: Bucket, now: datetime, max_rows: int) -> list[LeadFacts]:
     """Up to about `max_rows` candidates of the bucket, for views that order them all."""
     leads: list[LeadFacts] = []
@@ -315,20 +402,3 @@ def read_leads(session: Session, where: Sequence[ColumnElement[bool]], order_by:
     if limit is not None:
         query = query.limit(limit)
     return [facts_from_row(row, row.on_dnc_now, row.in_progress) for row in session.execute(query)]
-
-
-def lock_for_claim(session: Session, lead: LeadFacts, now: datetime, policy: Policy) -> bool:
-    """PostgreSQL: lock the chosen lead unless another claimer holds it, re-checking that it is unchanged.
-
-    Candidates are read without locks; only the chosen row is locked (FOR UPDATE SKIP LOCKED), and the
-    re-check sees the latest committed row, so two claimers never take the same lead.
-    """
-    values = {"now": now, "id": lead.id, "status": lead.status, "attempts": lead.attempts_count}
-    return session.connection().execute(_lock_statement(policy), values).first() is not None
-
-
-@lru_cache(maxsize=16)
-def _lock_statement(policy: Policy) -> Any:
-    return (select(_T.id).where(_T.id == bindparam("id"), _T.status == bindparam("status"),
-                                _T.attempts_count == bindparam("attempts"), *claimable(policy))
-            .with_for_update(skip_locked=True, of=Lead.__table__))

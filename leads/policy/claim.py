@@ -9,6 +9,7 @@ The dialer daemon calls `claim_next` when an operator is free. In one transactio
    SQLite: the transaction holds the database write lock from its start (BEGIN IMMEDIATE);
 4. leases the lead to the daemon (lease_owner, lease_expires_at = now + lease_seconds) and creates
    the CallAttempt (state `claimed`, attempt_no, tier, daemon_id, claimed_at, planned operator).
+   On PostgreSQL steps 3 and 4 are one statement (one round trip).
 A lead with an attempt not yet ended is never a candidate: a lead is never dialed twice at once.
 """
 
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import bindparam, insert, update
+from functools import lru_cache
+
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from dialer.clock import require_aware
@@ -30,7 +33,7 @@ from dialer.db.models import CallAttempt, Lead
 from leads.attempt import AttemptState
 from leads.operators import operator_loads
 from leads.phone import mask_phone
-from leads.policy.candidates import AsleepLeads, best_candidate, buckets, lock_for_claim
+from leads.policy.candidates import AsleepLeads, LateLeads, best_candidate, buckets, claimable
 from leads.policy.distribution import OperatorChoice, OperatorLoad, choose_operator
 from leads.policy.quiet_hours import start_of_day
 from leads.policy.results import release_expired_leases, zone
@@ -44,8 +47,12 @@ MAX_SCAN = 1024      # candidates read per bucket and claim, at most (then the n
 RELEASE_EVERY = timedelta(seconds=5)
 _MEMORY: "weakref.WeakKeyDictionary[Database, _ClaimerMemory]" = weakref.WeakKeyDictionary()
 _MEMORY_LOCK = threading.Lock()
-_NEW_ATTEMPT = insert(CallAttempt.__table__).returning(CallAttempt.__table__.c.id)
-_LEASE = (update(Lead.__table__).where(Lead.__table__.c.id == bindparam("lead_id"))
+_L = Lead.__table__.c
+_A = CallAttempt.__table__.c
+_ATTEMPT_COLUMNS = ("lead_id", "attempt_no", "tier", "daemon_id", "pbx", "state", "claimed_at", "operator_id",
+                    "operator_interface")
+_NEW_ATTEMPT = insert(CallAttempt.__table__).returning(_A.id)
+_LEASE = (update(Lead.__table__).where(_L.id == bindparam("lead_id"))
           .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("expires")))
 
 
@@ -83,15 +90,16 @@ def claim_next(db: Database, *, daemon_id: str, now: datetime, center_zone: str,
     memory = _memory_of(db)
     with db.write() as session:
         return claim_in(session, daemon_id=daemon_id, now=now, center_zone=center_zone, operators=operators,
-                        pbx=pbx, lock_rows=db.is_postgres, asleep=memory.asleep,
+                        pbx=pbx, lock_rows=db.is_postgres, asleep=memory.asleep, late=memory.late,
                         release_leases=memory.time_to_release(now))
 
 
 @dataclass
 class _ClaimerMemory:
-    """What a process's claims on one database remember between calls (see AsleepLeads)."""
+    """What a process's claims on one database remember between calls (see AsleepLeads, LateLeads)."""
 
     asleep: AsleepLeads = field(default_factory=AsleepLeads)
+    late: LateLeads = field(default_factory=LateLeads)
     released_at: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,7 +119,8 @@ def _memory_of(db: Database) -> _ClaimerMemory:
 
 def claim_in(session: Session, *, daemon_id: str, now: datetime, center_zone: str,
              operators: Sequence[str] | None, pbx: str | None, lock_rows: bool,
-             asleep: AsleepLeads | None = None, release_leases: bool = True) -> Claim | None:
+             asleep: AsleepLeads | None = None, late: LateLeads | None = None,
+             release_leases: bool = True) -> Claim | None:
     """The claim inside the caller's write transaction (`lock_rows`: PostgreSQL row locks)."""
     policy = current_policy(session)
     center = zone(center_zone)
@@ -124,15 +133,18 @@ def claim_in(session: Session, *, daemon_id: str, now: datetime, center_zone: st
     for bucket in buckets(policy, center, session.get_bind().dialect.name):
         taken: set[int] = set()   # leads another claimer locked meanwhile (PostgreSQL)
         while (verdict := best_candidate(session, bucket, now, policy, center, available, skip=taken,
-                                         asleep=asleep, max_rows=MAX_SCAN)) is not None:
-            if not lock_rows or lock_for_claim(session, verdict.lead, now, policy):
-                return _lease(session, verdict, loads, policy, daemon_id=daemon_id, now=now, pbx=pbx)
+                                         asleep=asleep, late=late, max_rows=MAX_SCAN)) is not None:
+            claim = _lease(session, verdict, loads, policy, daemon_id=daemon_id, now=now, pbx=pbx,
+                           lock_row=lock_rows)
+            if claim is not None:
+                return claim
             taken.add(verdict.lead.id)
     return None
 
 
 def _lease(session: Session, verdict: Verdict, loads: list[OperatorLoad] | None, policy: Policy, *,
-           daemon_id: str, now: datetime, pbx: str | None) -> Claim:
+           daemon_id: str, now: datetime, pbx: str | None, lock_row: bool) -> Claim | None:
+    """Lease the lead and create its attempt; None when `lock_row` and another claimer holds the lead."""
     lead = verdict.lead
     choice: OperatorChoice | None = None
     if loads:
@@ -140,13 +152,23 @@ def _lease(session: Session, verdict: Verdict, loads: list[OperatorLoad] | None,
     expires = now + policy.lease
     attempt_no = lead.attempts_count + 1
     connection = session.connection()
-    attempt_id = connection.execute(_NEW_ATTEMPT, {
+    attempt = {
         "lead_id": lead.id, "attempt_no": attempt_no, "tier": verdict.tier.value, "daemon_id": daemon_id,
         "pbx": pbx, "state": AttemptState.CLAIMED.value, "claimed_at": now,
         "operator_id": choice.operator_id if choice else None,
         "operator_interface": choice.interface if choice else None,
-    }).scalar_one()
-    connection.execute(_LEASE, {"lead_id": lead.id, "owner": daemon_id, "expires": expires})
+    }
+    if lock_row:
+        attempt_id = connection.execute(_lock_lease_and_attempt(policy), {
+            **{f"new_{name}": value for name, value in attempt.items()}, "chosen_id": lead.id, "now": now,
+            "chosen_status": lead.status, "chosen_attempts": lead.attempts_count, "owner": daemon_id,
+            "expires": expires,
+        }).scalar()
+        if attempt_id is None:
+            return None
+    else:
+        attempt_id = connection.execute(_NEW_ATTEMPT, attempt).scalar_one()
+        connection.execute(_LEASE, {"lead_id": lead.id, "owner": daemon_id, "expires": expires})
     log.info("lead.claimed lead_id=%s attempt_id=%s attempt_no=%s tier=%s daemon_id=%s operator=%s phone=%s",
              lead.id, attempt_id, attempt_no, verdict.tier.value, daemon_id,
              choice.interface if choice else "-", mask_phone(lead.phone_e164))
@@ -157,3 +179,24 @@ def _lease(session: Session, verdict: Verdict, loads: list[OperatorLoad] | None,
                  operator_reason=choice.reason if choice else "the queue decides",
                  ring_timeout_seconds=policy.ring_timeout_seconds, lease_expires_at=expires,
                  policy_version=policy.version, lead_name=lead.name, product=lead.product)
+
+
+@lru_cache(maxsize=16)
+def _lock_lease_and_attempt(policy: Policy):
+    """PostgreSQL, in one round trip: lock the chosen lead unless another claimer holds it (FOR UPDATE
+    SKIP LOCKED), re-checking that it is unchanged and still claimable; lease it; create its attempt.
+
+    Candidates are read without locks; only the chosen row is locked, and the re-check sees the latest
+    committed row, so two claimers never take the same lead. No row back: another claimer has it.
+    """
+    # No parameter may be named like a column of leads: SQLAlchemy would add it to the UPDATE's SET.
+    locked = (select(_L.id).where(_L.id == bindparam("chosen_id"), _L.status == bindparam("chosen_status"),
+                                  _L.attempts_count == bindparam("chosen_attempts"), *claimable(policy))
+              .with_for_update(skip_locked=True, of=Lead.__table__).cte("locked"))
+    leased = (update(Lead.__table__).where(_L.id == locked.c.id)
+              .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("expires"))
+              .returning(_L.id).cte("leased"))
+    values = [leased.c.id if name == "lead_id" else bindparam(f"new_{name}", type_=_A[name].type)
+              for name in _ATTEMPT_COLUMNS]
+    return (insert(CallAttempt.__table__).from_select(list(_ATTEMPT_COLUMNS), select(*values))
+            .returning(_A.id))

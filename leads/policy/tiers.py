@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 from zoneinfo import ZoneInfo
 
@@ -77,5 +78,12 @@ def deadline(tier: Tier, lead: LeadFacts, policy: Policy, center: ZoneInfo,
 def first_call_deadline(received_at: datetime, policy: Policy, center: ZoneInfo,
                         zones: Sequence[ZoneInfo]) -> datetime | None:
     """received_at + first_call_minutes, counted from the end of quiet hours for a lead that arrived in them."""
+    return _first_call_deadline(received_at, policy, center, tuple(zones))
+
+
+# The claim asks this of the same waiting leads at every claim (their order bound and their deadline).
+@lru_cache(maxsize=65536)
+def _first_call_deadline(received_at: datetime, policy: Policy, center: ZoneInfo,
+                         zones: tuple[ZoneInfo, ...]) -> datetime | None:
     start = first_allowed(received_at, (center, *zones), policy)
     return None if start is None else start + policy.first_call_delay
