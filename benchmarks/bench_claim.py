@@ -140,9 +140,12 @@ def settle(db: Database) -> None:
             conn.execute(text("VACUUM (ANALYZE) leads, dnc"))
             conn.execute(text("CHECKPOINT"))
     else:
-        with db.engine.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = db.engine.raw_connection()   # autocommit: a checkpoint cannot run inside a transaction
+        try:
+            raw.execute("ANALYZE")
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
 
 
 def pct(values: list[float], p: float) -> float:
