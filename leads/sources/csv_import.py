@@ -371,7 +371,8 @@ class _Import:
 
     def _submit(self, batch: list[LeadIn], line: int) -> None:
         try:
-            outcomes = self.intake.submit(batch, self.clock.now())
+            # Every lead passed field_problems in _lead: a malformed row is refused alone, not its batch.
+            outcomes = self.intake.submit(batch, self.clock.now(), fields_checked=True)
         except SQLAlchemyError as exc:
             raise ImportStopped(f"{self.name}: import stopped at the batch ending on line {line}: the database "
                                 f"refused it ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
