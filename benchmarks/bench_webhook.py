@@ -40,6 +40,7 @@ def serve(db_url: str, port: int) -> None:
     from leads.intake import Intake
 
     db = Database(db_url)
+    db.checkpoint_in_background()   # as `dialer serve` does
     settings = Settings(db_url=db_url, intake=IntakeSettings(token=TOKEN))
     app = create_app(settings, db, Intake(db), SystemClock())
     uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning")).run()

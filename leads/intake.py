@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
 from dialer.clock import require_aware
@@ -224,6 +224,13 @@ def _insert_leads(session: Session, db: Database, rows: list[dict[str, Any]]) ->
 
 _NOTHING = object()
 
+# Built once (compiled once): the per-lead cost of the webhook is mostly such overhead.
+_L = Lead.__table__.c
+_STORED_ITEMS = select(_L.id, _L.source_item_id, _L.status, _L.invalid_reason, _L.duplicate_of_id, _L.phone_e164) \
+    .where(_L.source == bindparam("source"), _L.source_item_id.in_(bindparam("items", expanding=True)))
+_EARLIER_LEADS = select(_L.id, _L.phone_e164, _L.received_at, _L.order_number, _L.duplicate_of_id) \
+    .where(_L.phone_e164.in_(bindparam("phones", expanding=True)))
+
 
 def _lock_phones(session: Session, phones: list[str]) -> None:
     # Sorted keys: two transactions locking overlapping phone sets cannot deadlock.
@@ -241,10 +248,7 @@ def _already_stored(session: Session, leads: Sequence[LeadIn]) -> dict[tuple[str
         by_source[source].append(item)
     for source, items in by_source.items():
         for chunk in _chunks(items, 900):
-            rows = session.execute(
-                select(Lead.id, Lead.source_item_id, Lead.status, Lead.invalid_reason, Lead.duplicate_of_id,
-                       Lead.phone_e164)
-                .where(Lead.source == source, Lead.source_item_id.in_(chunk)))
+            rows = session.connection().execute(_STORED_ITEMS, {"source": source, "items": list(chunk)})
             for row in rows:
                 found[(source, row.source_item_id)] = IntakeOutcome(
                     row.id, LeadStatus(row.status), row.invalid_reason, row.duplicate_of_id, row.phone_e164)
@@ -261,8 +265,7 @@ def _dnc_numbers(session: Session, phones: list[str]) -> set[str]:
 def _earlier_leads(session: Session, phones: list[str]) -> dict[str, list[EarlierLead]]:
     earlier: dict[str, list[EarlierLead]] = defaultdict(list)
     for chunk in _chunks(phones, 900):
-        rows = session.execute(select(Lead.id, Lead.phone_e164, Lead.received_at, Lead.order_number,
-                                      Lead.duplicate_of_id).where(Lead.phone_e164.in_(chunk)))
+        rows = session.connection().execute(_EARLIER_LEADS, {"phones": list(chunk)})
         for row in rows:
             earlier[row.phone_e164].append(EarlierLead(row.id, row.received_at, row.order_number,
                                                        row.duplicate_of_id))
