@@ -15,11 +15,12 @@ log = logging.getLogger("dialer.db")
 
 # A commit that crosses SQLite's auto-checkpoint threshold copies the WAL into the database file and
 # fsyncs it, inside that commit: a claim or a result recorded then took ~10 ms instead of ~1 ms.
-# Long-running processes (the daemon, the webhook server) therefore checkpoint from a background
-# thread (sqlite3 releases the GIL while it works) and raise the threshold to a safety net that
-# only a checkpointer that cannot keep up ever reaches.
+# Long-running processes (the daemon, the webhook server) and the CSV import therefore checkpoint
+# from a background thread (sqlite3 releases the GIL while it works) and raise the threshold to a
+# safety net that only a checkpointer that cannot keep up ever reaches.
 DEFAULT_AUTOCHECKPOINT_PAGES = 1000
 BACKGROUND_AUTOCHECKPOINT_PAGES = 20000
+
 
 def normalize_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here (the driver we ship), not psycopg2."""
