@@ -202,20 +202,21 @@ def best_candidate(session: Session, bucket: Bucket, now: datetime, policy: Poli
     until the best lead read has a deadline they could beat (then they are read again). With `late`,
     each such lead is read about once, so the look-ahead is LOOKAHEAD_REMEMBERING rows.
     """
-    if late is not None and not all(source.new_leads for source in bucket.sources):
-        late = None   # only new leads are remembered as late: their deadline never changes
-    for _ in range(3):
-        late_ids = late.ids(policy, center) if late is not None else set()
-        best = _best_read(session, bucket, now, policy, center, available_operator_ids,
-                          skip=set(skip) | late_ids, asleep=asleep, late=late, max_rows=max_rows)
-        if not late_ids:
-            return best
-        back = late.could_beat(best, late_ids)
-        if not back:
-            return best
-        late.forget(back)
-    return _best_read(session, bucket, now, policy, center, available_operator_ids, skip=skip, asleep=asleep,
-                      late=None, max_rows=max_rows)
+    if late is None or not all(source.new_leads for source in bucket.sources):
+        # Only new leads are remembered as late: their deadline never changes.
+        return _best_read(session, bucket, now, policy, center, available_operator_ids, skip=skip,
+                          asleep=asleep, late=None, max_rows=max_rows)
+    late_ids = late.ids(policy, center)
+    best = _best_read(session, bucket, now, policy, center, available_operator_ids, skip=set(skip) | late_ids,
+                      asleep=asleep, late=late, max_rows=max_rows)
+    back = late.could_beat(best, late_ids)
+    if not back:
+        return best
+    # Read again with the leads that could beat `best`. Every lead still remembered is due after it:
+    # it was left out for that, or it was noted in this read as dialable and not first.
+    late.forget(back)
+    return _best_read(session, bucket, now, policy, center, available_operator_ids,
+                      skip=set(skip) | late.ids(policy, center), asleep=asleep, late=late, max_rows=max_rows)
 
 
 def _best_read(session: Session, bucket: Bucket, now: datetime, policy: Policy, center: ZoneInfo,
@@ -241,7 +242,7 @@ def _best_read(session: Session, bucket: Bucket, now: datetime, policy: Policy, 
                 verdict = evaluate(lead, now, policy, center, available_operator_ids)
                 if asleep is not None:
                     asleep.note(verdict, policy, center)
-                if late is not None and verdict.tier is Tier.NEW and bound is not None \
+                if late is not None and verdict.dialable and verdict.tier is Tier.NEW and bound is not None \
                         and verdict.deadline is not None and verdict.deadline > bound:
                     late_found.append(verdict)
                 if verdict.dialable and verdict.rank == bucket.rank and (

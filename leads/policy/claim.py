@@ -20,9 +20,8 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
-
 from functools import lru_cache
+from typing import Sequence
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
