@@ -306,12 +306,9 @@ def serve(ctx: typer.Context,
         logging.getLogger("dialer.serve").warning(
             "intake.token is empty: POST /leads refuses every call (set DIALER_INTAKE_TOKEN)")
     app_ = create_app(settings, db, _intake_for(s), clock)
-    db.checkpoint_in_background()
-    try:
+    with db.checkpoints_in_background():
         run_until_stopped(uvicorn.Server(server_config(app_, settings.http.host, settings.http.port,
                                                        settings.log_level)))
-    finally:
-        db.stop_background_checkpoints()
 
 
 def _selected_feeds(settings: Settings, name: Optional[str]) -> list:
@@ -451,14 +448,11 @@ def leads_import(
     db = _ready_store(s)
     intake = _intake_for(s)
     target: Any = sys.stdin.buffer if file == "-" else Path(file)
-    db.checkpoint_in_background()   # SQLite: the WAL is copied on the other core, not inside each batch
-    try:
-        with _import_progress() as on_progress:
-            report = import_csv(target, intake, clock, mapping=mapping, delimiter=sep, encoding=encoding,
-                                lead_source=source, batch_size=settings.intake.csv_batch_size,
-                                on_progress=on_progress, max_listed=show)
-    finally:
-        db.stop_background_checkpoints()
+    # SQLite: the WAL is copied on the other core, not inside each batch's commit.
+    with db.checkpoints_in_background(), _import_progress() as on_progress:
+        report = import_csv(target, intake, clock, mapping=mapping, delimiter=sep, encoding=encoding,
+                            lead_source=source, batch_size=settings.intake.csv_batch_size,
+                            on_progress=on_progress, max_listed=show)
     if fmt is TableOrJson.json:
         sys.stdout.write(to_json(report.as_dict()) + "\n")
         return

@@ -101,6 +101,15 @@ class Database:
         with self._write() as session, session.begin():
             yield session
 
+    @contextmanager
+    def checkpoints_in_background(self) -> Iterator[None]:
+        """checkpoint_in_background() for the length of a block (a command), stopped after it."""
+        self.checkpoint_in_background()
+        try:
+            yield
+        finally:
+            self.stop_background_checkpoints()
+
     def stop_background_checkpoints(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
