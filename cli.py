@@ -20,9 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dialer.clock import SystemClock
-from dialer.errors import DialerError, NotFound, SettingsError, UsageError
-from dialer.settings import Settings, describe, load_settings
+from kernel.clock import SystemClock
+from kernel.errors import DialerError, NotFound, SettingsError, UsageError
+from kernel.settings import Settings, describe, load_settings
 
 app = typer.Typer(help="Outbound call-center dialer and web-lead callback engine.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -69,7 +69,7 @@ class AppState:
     @property
     def db(self):
         if self._db is None:
-            from dialer.db.engine import Database
+            from kernel.db.engine import Database
             self._db = Database(self.settings.db_url)
         return self._db
 
@@ -1098,7 +1098,7 @@ def run_daemon(ctx: typer.Context,
                sim_speed: float = typer.Option(1.0, "--sim-speed", min=0.01,
                                                help="Simulation only: simulated seconds per real second")) -> None:
     """Run the dialer daemon: webhook, feeds, AMI, dialing loop, CRM sender, nightly export."""
-    from dialer.clock import ScaledClock
+    from kernel.clock import ScaledClock
     from dialer.daemon import Daemon
     from dialer.logs import setup_logging
     s = state(ctx)

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_ami_events.py --quick    # 200 calls
     .venv/bin/python benchmarks/bench_ami_events.py --calls 10000
 
-The stream is made of real recordings (shared/ami-transcripts/pjsip-*.txt: answered and queued,
+The stream is made of real recordings (tests/fixtures/ami/pjsip-*.txt: answered and queued,
 busy, no answer, 503 via Local, 603), every call given its own ChannelId, ActionID and Uniqueids,
 played one after another, every AMI message of the recording included (Newexten, VarSet, Cdr...
 that the parser must look at and drop).
@@ -30,10 +30,10 @@ from dialer.ami.adapter import AmiClient
 from dialer.ami.events import parse_event
 from dialer.ami.transcript import Entry, read_transcript
 from dialer.calls.tracker import CallTracker
-from dialer.clock import SystemClock
-from dialer.settings import AmiSettings
+from kernel.clock import SystemClock
+from kernel.settings import AmiSettings
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "ami-transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ami"
 RECORDINGS = ["pjsip-answered-queue", "pjsip-busy-486", "pjsip-noanswer-timeout",
               "pjsip-unavailable-503-via-local", "pjsip-decline-603"]
 _NUMERIC_UID = re.compile(r"\b\d{10}\.(\d+)\b")

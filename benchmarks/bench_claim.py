@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from dialer.db.engine import Database  # noqa: E402
-from dialer.db.migrate import upgrade  # noqa: E402
-from dialer.db.models import DncEntry, Lead  # noqa: E402
+from kernel.db.engine import Database  # noqa: E402
+from kernel.db.migrate import upgrade  # noqa: E402
+from kernel.db.models import DncEntry, Lead  # noqa: E402
 from leads.policy.claim import claim_next  # noqa: E402
 from leads.policy.results import record_attempt_result  # noqa: E402
 from leads.policy.store import change_policy, seed_policy  # noqa: E402

@@ -22,9 +22,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from dialer.clock import SystemClock
-from dialer.db.engine import Database
-from dialer.db.migrate import upgrade
+from kernel.clock import SystemClock
+from kernel.db.engine import Database
+from kernel.db.migrate import upgrade
 from leads.intake import Intake
 from leads.sources.csv_import import import_csv
 

@@ -53,15 +53,15 @@ from sqlalchemy import select  # noqa: E402
 
 import dialer.daemon as daemon_module  # noqa: E402
 from benchmarks.scratch_db import scratch_database  # noqa: E402
-from dialer.clock import ScaledClock  # noqa: E402
+from kernel.clock import ScaledClock  # noqa: E402
 from dialer.daemon import Daemon  # noqa: E402
-from dialer.db.engine import Database  # noqa: E402
-from dialer.db.migrate import upgrade  # noqa: E402
-from dialer.db.models import CallAttempt, Lead  # noqa: E402
+from kernel.db.engine import Database  # noqa: E402
+from kernel.db.migrate import upgrade  # noqa: E402
+from kernel.db.models import CallAttempt, Lead  # noqa: E402
 from dialer.pbx_sim import CustomerBook, CustomerMix, OperatorSpec, PbxConfig, PbxStats, SimulatedPbx  # noqa: E402
 from dialer.pbx_sim.calls import parse_variables  # noqa: E402
 from dialer.pbx_sim.scenarios import CustomerPlan, Outcome  # noqa: E402
-from dialer.settings import Settings, load_settings  # noqa: E402
+from kernel.settings import Settings, load_settings  # noqa: E402
 from leads.intake import Intake  # noqa: E402
 from leads.operators import add_operator  # noqa: E402
 from leads.policy.store import current_policy  # noqa: E402

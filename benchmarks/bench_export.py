@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from sqlalchemy import insert  # noqa: E402
 
-from dialer.db.engine import Database  # noqa: E402
-from dialer.db.migrate import upgrade  # noqa: E402
-from dialer.db.models import OutboxMessage  # noqa: E402
-from dialer.settings import ExportSettings, Settings  # noqa: E402
+from kernel.db.engine import Database  # noqa: E402
+from kernel.db.migrate import upgrade  # noqa: E402
+from kernel.db.models import OutboxMessage  # noqa: E402
+from kernel.settings import ExportSettings, Settings  # noqa: E402
 from benchmarks.scratch_db import scratch_database  # noqa: E402
 
 START = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)

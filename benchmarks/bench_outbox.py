@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from sqlalchemy import func, insert, select, update  # noqa: E402
 
-from dialer.clock import SystemClock  # noqa: E402
+from kernel.clock import SystemClock  # noqa: E402
 from dialer.crm.sender import OutboxSender  # noqa: E402
-from dialer.db.engine import Database  # noqa: E402
-from dialer.db.migrate import upgrade  # noqa: E402
-from dialer.db.models import Lead, OutboxMessage  # noqa: E402
-from dialer.settings import CrmSettings  # noqa: E402
+from kernel.db.engine import Database  # noqa: E402
+from kernel.db.migrate import upgrade  # noqa: E402
+from kernel.db.models import Lead, OutboxMessage  # noqa: E402
+from kernel.settings import CrmSettings  # noqa: E402
 from benchmarks.scratch_db import scratch_database  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

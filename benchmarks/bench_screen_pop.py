@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from dialer.db.engine import Database  # noqa: E402
-from dialer.db.migrate import upgrade  # noqa: E402
+from kernel.db.engine import Database  # noqa: E402
+from kernel.db.migrate import upgrade  # noqa: E402
 from tests.console_harness import (OPERATOR_PASSWORD, DaemonThread, OperatorPage, launch_chromium,  # noqa: E402
                                    percentile, register_operators, run_calls, screen_pop_delays)
 

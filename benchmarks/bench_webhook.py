@@ -32,9 +32,9 @@ BATCH = 50
 def serve(db_url: str, port: int) -> None:
     import uvicorn
 
-    from dialer.clock import SystemClock
-    from dialer.db.engine import Database
-    from dialer.settings import IntakeSettings, Settings
+    from kernel.clock import SystemClock
+    from kernel.db.engine import Database
+    from kernel.settings import IntakeSettings, Settings
     from dialer.web.app import create_app
     from dialer.web.server import server_config
     from leads.intake import Intake
@@ -184,8 +184,8 @@ def main() -> None:
     args = parser.parse_args()
     seq_count, conc_count = (300, 600) if args.quick else (3000, 6000)
 
-    from dialer.db.engine import Database
-    from dialer.db.migrate import upgrade
+    from kernel.db.engine import Database
+    from kernel.db.migrate import upgrade
 
     with tempfile.TemporaryDirectory() as folder:
         db_url = f"sqlite:///{Path(folder) / 'bench.db'}"

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from dialer.calls.tracker import AttemptUpdate
 from dialer.crm.outbox import enqueue_outcome
-from dialer.db.engine import Database
-from dialer.db.models import AttemptEvent, CallAttempt, Disposition, Lead, Operator
+from kernel.db.engine import Database
+from kernel.db.models import AttemptEvent, CallAttempt, Disposition, Lead, Operator
 from leads.attempt import AttemptState, CallResult
 from leads.policy.results import record_attempt_result
 

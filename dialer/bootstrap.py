@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from dialer.db.engine import Database
-from dialer.db.migrate import current_revision, head_revision, upgrade
-from dialer.settings import Settings
+from kernel.db.engine import Database
+from kernel.db.migrate import current_revision, head_revision, upgrade
+from kernel.settings import Settings
 from leads.policy.store import seed_policy
 
 
@@ -24,7 +24,7 @@ def initialize(db: Database, settings: Settings, now: datetime) -> str:
 
 def ensure_ready(db: Database) -> None:
     """Refuse to run against a database whose schema is not at the head revision."""
-    from dialer.errors import DialerError
+    from kernel.errors import DialerError
     current, head = current_revision(db), head_revision(db)
     if current != head:
         raise DialerError(f"the database schema is at revision {current or 'none'}, the code needs {head}: "

@@ -31,11 +31,11 @@ from dialer.ami.errors import AmiActionError, AmiAuthError, AmiError
 from dialer.ami.events import (AgentComplete, AgentConnect, AmiEvent, Connected, LoginFailed,
                                QueueMemberPause, QueueMemberStatus)
 from dialer.calls.tracker import AttemptUpdate, CallTracker
-from dialer.clock import Clock
+from kernel.clock import Clock
 from dialer.console.hub import ConsoleHub   # console (issue 6)
-from dialer.db.engine import Database
+from kernel.db.engine import Database
 from dialer.pacing import MemberStatus, OperatorBoard, Presence, calls_to_place
-from dialer.settings import Settings, resolved_daemon_id
+from kernel.settings import Settings, resolved_daemon_id
 from leads.attempt import AttemptState
 from leads.intake import Intake
 from leads.phone import format_for_dialing, mask_phone

@@ -22,14 +22,14 @@ import httpx
 from sqlalchemy import func, select
 
 from dialer.bootstrap import initialize
-from dialer.clock import ScaledClock
+from kernel.clock import ScaledClock
 from dialer.daemon import Daemon
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Lead
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Lead
 from dialer.pbx_sim.operators import OperatorSpec
 from dialer.pbx_sim.scenarios import CustomerBook
 from dialer.pbx_sim.server import PbxConfig, SimulatedPbx
-from dialer.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings
 from leads.operators import add_operator
 from leads.phone import mask_phone
 from leads.policy.queue import dial_queue

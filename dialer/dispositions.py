@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from dialer.clock import require_aware
+from kernel.clock import require_aware
 from dialer.crm.outbox import disposition_of_attempt, enqueue_alert, enqueue_outcome, outcome_of_attempt
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Disposition, Lead, Operator
-from dialer.errors import NotFound
-from dialer.settings import DialSettings
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Disposition, Lead, Operator
+from kernel.errors import NotFound
+from kernel.settings import DialSettings
 from leads.attempt import AttemptState, CallResult, DispositionKind
 from leads.disposition import (AlreadyDisposed, DispositionInput, DispositionRefused, NotYourAttempt,
                                ValidDisposition, lead_change, validate, was_connected)

@@ -12,8 +12,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dialer.clock import require_aware
-from dialer.errors import UsageError
+from kernel.clock import require_aware
+from kernel.errors import UsageError
 from leads.attempt import CallResult, DispositionKind
 from leads.lead import CloseReason, LeadStatus
 from leads.policy.quiet_hours import first_allowed, in_quiet_hours

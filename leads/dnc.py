@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from dialer.db.engine import Database
-from dialer.db.models import DncEntry
-from dialer.errors import InvalidPhone, UsageError
+from kernel.db.engine import Database
+from kernel.db.models import DncEntry
+from kernel.errors import InvalidPhone, UsageError
 from leads.phone import mask_phone, normalize_phone
 
 log = logging.getLogger("leads.dnc")

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import Lead
-from dialer.errors import InvalidPhone
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import Lead
+from kernel.errors import InvalidPhone
 from leads.dedup import EarlierLead, dedup
 from leads.dnc import numbers_on_dnc
 from leads.lead import LeadStatus

@@ -15,10 +15,10 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Operator
-from dialer.errors import NotFound, UsageError
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Operator
+from kernel.errors import NotFound, UsageError
 from leads.policy.distribution import OperatorLoad
 
 log = logging.getLogger("leads.operators")

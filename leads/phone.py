@@ -11,7 +11,7 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from phonenumbers import timezone as phone_timezone
 from phonenumbers.re_util import enable_pattern_cache
 
-from dialer.errors import InvalidPhone
+from kernel.errors import InvalidPhone
 from leads.lead import InvalidReason
 
 MAX_RAW_LENGTH = 100

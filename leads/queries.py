@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Disposition, Lead
-from dialer.errors import NotFound, UsageError
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Disposition, Lead
+from kernel.errors import NotFound, UsageError
 from leads.lead import LeadStatus
 
 

@@ -1,7 +1,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from dialer.db.models import Base
+from kernel.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

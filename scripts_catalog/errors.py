@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialer.errors import DialerError, NotFound
+from kernel.errors import DialerError, NotFound
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from dialer.db.engine import Database
-from dialer.errors import NotFound
+from kernel.db.engine import Database
+from kernel.errors import NotFound
 from scripts_catalog.model import EXTRA_PREFIX
 
 
@@ -51,7 +51,7 @@ class LeadFacts:
 
 def load_lead_facts(db: Database, lead_id: int, operator_name: str | None = None) -> LeadFacts:
     """The lead as a script sees it. Raises NotFound for an unknown id."""
-    from dialer.db.models import Lead
+    from kernel.db.models import Lead
 
     with db.read() as session:
         lead = session.get(Lead, lead_id)

@@ -14,10 +14,10 @@ from typing import Iterable
 
 from sqlalchemy import select
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Lead, Operator, ScriptGap
-from dialer.errors import NotFound, UsageError
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Lead, Operator, ScriptGap
+from kernel.errors import NotFound, UsageError
 
 MAX_QUESTION_CHARS = 2000
 

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from dialer.db.engine import Database
-from dialer.db.migrate import upgrade
-from dialer.db.models import Base
+from kernel.db.engine import Database
+from kernel.db.migrate import upgrade
+from kernel.db.models import Base
 
 PG_ADMIN_URL = os.environ.get("DIALER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

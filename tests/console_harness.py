@@ -21,7 +21,7 @@ import httpx
 
 from dialer.console.auth import set_operator_password
 from dialer.daemon import Daemon
-from dialer.db.engine import Database
+from kernel.db.engine import Database
 from dialer.pbx_sim.operators import OperatorSpec
 from leads.operators import add_operator
 from tests.daemon_harness import TOKEN, daemon_settings, make_pbx, moscow_day_clock

@@ -17,14 +17,14 @@ from typing import Any, AsyncIterator, Iterable
 import httpx
 from sqlalchemy import select
 
-from dialer.clock import Clock, ScaledClock
+from kernel.clock import Clock, ScaledClock
 from dialer.daemon import Daemon
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Lead
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Lead
 from dialer.pbx_sim.operators import OperatorSpec
 from dialer.pbx_sim.scenarios import CustomerBook
 from dialer.pbx_sim.server import PbxConfig, SimulatedPbx
-from dialer.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings
 from leads.attempt import AttemptState
 
 TOKEN = "test-token"

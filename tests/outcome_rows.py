@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dialer.crm.outbox import enqueue_outcome
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Lead, Operator
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Lead, Operator
 from leads.attempt import AttemptState, CallResult
 
 _numbers = itertools.count(1)

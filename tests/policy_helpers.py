@@ -29,7 +29,7 @@ def store(db, *leads: LeadFacts) -> None:
     """Write the leads as rows (and their DNC entries, and an open attempt where one is in progress)."""
     from sqlalchemy import insert
 
-    from dialer.db.models import CallAttempt, DncEntry, Lead
+    from kernel.db.models import CallAttempt, DncEntry, Lead
     from leads.policy.facts import LEAD_COLUMNS
     rows = [{**{name: getattr(f, name) for name in LEAD_COLUMNS}, "source": "test"} for f in leads]
     with db.write() as session:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Awaitable, Callable
 
 import pytest
@@ -24,12 +23,12 @@ from dialer.ami.events import (
     OriginateResponse, Shutdown,
 )
 from dialer.ami.transcript import read_transcript
-from dialer.clock import ManualClock
-from dialer.settings import AmiSettings, DialSettings
+from kernel.clock import ManualClock
+from kernel.settings import AmiSettings, DialSettings
+from tests.recordings import AMI_RECORDINGS as TRANSCRIPTS
 
 pytestmark = pytest.mark.timeout(30)
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "ami-transcripts"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 SECRET = "s3cret"
 

@@ -15,8 +15,8 @@ from dialer.ami.events import (
     EVENT_NAMES, AgentComplete, DialBegin, Hangup, QueueEntry, QueueMember, QueueMemberPause, QueueParams,
     UserEvent, parse_event,
 )
-from dialer.clock import ManualClock
-from dialer.settings import AmiSettings
+from kernel.clock import ManualClock
+from kernel.settings import AmiSettings
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 

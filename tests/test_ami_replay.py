@@ -1,4 +1,4 @@
-"""Replay tests: every recording in shared/ami-transcripts/ (real Asterisk 22) through
+"""Replay tests: every recording in tests/fixtures/ami/ (real Asterisk 22) through
 parse_event and the CallTracker gives the expected typed events and CallResult.
 
 The folder is required: if it is missing these tests fail, they never skip.
@@ -19,8 +19,8 @@ from dialer.ami.events import (
 from dialer.ami.transcript import Direction, Entry, Transcript, read_transcript, transcript_files
 from dialer.calls.replay import replay
 from leads.attempt import AttemptState, CallResult
+from tests.recordings import AMI_RECORDINGS as TRANSCRIPTS
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "ami-transcripts"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 R = CallResult
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dialer.settings import DialSettings
+from kernel.settings import DialSettings
 from leads.phone import format_for_dialing
 
 CONF = Path(__file__).resolve().parent.parent / "asterisk_conf"

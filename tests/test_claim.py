@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 
-from dialer.db.engine import Database
-from dialer.db.migrate import upgrade
-from dialer.db.models import CallAttempt, Lead
+from kernel.db.engine import Database
+from kernel.db.migrate import upgrade
+from kernel.db.models import CallAttempt, Lead
 from leads import dnc
 from leads.operators import add_operator
 from leads.policy.candidates import read_leads

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from dialer.db.models import DncEntry
+from kernel.db.models import DncEntry
 from leads.intake import Intake, LeadIn
 from leads.lead import LeadStatus
 from tests.conftest import utc

@@ -16,16 +16,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dialer.clock import ManualClock
+from kernel.clock import ManualClock
 from dialer.console.auth import (COOKIE_NAME, Identity, Principal, Role, SessionSigner, authenticate,
                                  hash_password, set_operator_password, verify_password)
 from dialer.console.hub import ConsoleHub, ScreenPop
 from dialer.console.routes import Console
 from dialer.console.switchboard import FakeSwitchboard
-from dialer.db.engine import Database
-from dialer.db.models import Disposition, Operator, ScriptGap
-from dialer.errors import NotFound, UsageError
-from dialer.settings import load_settings
+from kernel.db.engine import Database
+from kernel.db.models import Disposition, Operator, ScriptGap
+from kernel.errors import NotFound, UsageError
+from kernel.settings import load_settings
 from dialer.web.app import create_app
 from dialer.web.dispositions import dispositions_router
 from dialer.web.server import ServerThread
@@ -381,7 +381,7 @@ def test_given_the_cli_when_setting_a_password_then_the_operator_can_sign_in_and
     import subprocess
     import sys
     from pathlib import Path
-    from dialer.db.migrate import upgrade
+    from kernel.db.migrate import upgrade
     path = tmp_path / "dialer.db"
     db = Database(f"sqlite:///{path}")
     upgrade(db)

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from dialer.db.models import Disposition
+from kernel.db.models import Disposition
 from tests.console_harness import (OPERATOR_PASSWORD, TEAMLEAD_PASSWORD, DaemonThread, OperatorPage, launch_chromium,
                                    percentile, register_operators, run_calls, screen_pop_delays)
 

@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from dialer.clock import ManualClock
-from dialer.db.models import DncEntry, Lead
-from dialer.errors import UsageError
+from kernel.clock import ManualClock
+from kernel.db.models import DncEntry, Lead
+from kernel.errors import UsageError
 from leads.intake import Intake, LeadIn
 from leads.sources.csv_import import EmptyFile, import_csv, plan_columns
 from tests.conftest import utc

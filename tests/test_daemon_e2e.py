@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialer.clock import ManualClock
+from kernel.clock import ManualClock
 from dialer.pbx_sim.operators import OperatorSpec
 from leads.attempt import AttemptState
 from tests.daemon_harness import (all_ended, attempts, daemon_settings, leads, make_pbx, moscow_day_clock,

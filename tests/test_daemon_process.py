@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from dialer.db.engine import Database
-from dialer.db.migrate import upgrade
+from kernel.db.engine import Database
+from kernel.db.migrate import upgrade
 from dialer.pbx_sim.operators import OperatorSpec
 from leads.attempt import AttemptState
 from tests.daemon_harness import (TOKEN, PbxThread, attempts, free_port, make_pbx, start_daemon_process,

@@ -6,7 +6,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from dialer.db.engine import BACKGROUND_AUTOCHECKPOINT_PAGES, DEFAULT_AUTOCHECKPOINT_PAGES, Database
+from kernel.db.engine import BACKGROUND_AUTOCHECKPOINT_PAGES, DEFAULT_AUTOCHECKPOINT_PAGES, Database
 
 PAGE = 4096
 

@@ -15,13 +15,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from dialer.clock import ManualClock
+from kernel.clock import ManualClock
 from dialer.crm.outbox import Topic
-from dialer.db.engine import Database
-from dialer.db.models import Disposition, DncEntry, Lead, OutboxMessage
+from kernel.db.engine import Database
+from kernel.db.models import Disposition, DncEntry, Lead, OutboxMessage
 from dialer.dispositions import WRAPUP_TIMEOUT, expire_wrapups, record_disposition
-from dialer.errors import NotFound
-from dialer.settings import Settings
+from kernel.errors import NotFound
+from kernel.settings import Settings
 from dialer.web.app import create_app
 from dialer.web.dispositions import dispositions_router
 from dialer.web.server import ServerThread

@@ -15,14 +15,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from dialer.clock import ManualClock
+from kernel.clock import ManualClock
 from dialer.crm import export
 from dialer.crm.export import (JOB_ID, ExportFailed, catch_up_missed_export, export_outcomes, export_range,
                                previous_run_time, schedule_nightly_export, watermark)
-from dialer.db.engine import Database
-from dialer.db.models import OutboxMessage
+from kernel.db.engine import Database
+from kernel.db.models import OutboxMessage
 from dialer.dispositions import record_disposition
-from dialer.settings import ExportSettings, Settings
+from kernel.settings import ExportSettings, Settings
 from leads.disposition import DispositionInput
 from tests.conftest import moscow
 from tests.outcome_rows import add_lead, connected_call, unanswered_outcome

@@ -16,11 +16,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import select
 
-from dialer.clock import ManualClock
-from dialer.db.engine import Database
-from dialer.db.models import Lead
-from dialer.errors import SettingsError
-from dialer.settings import FeedSettings
+from kernel.clock import ManualClock
+from kernel.db.engine import Database
+from kernel.db.models import Lead
+from kernel.errors import SettingsError
+from kernel.settings import FeedSettings
 from leads.intake import Intake
 from leads.sources.feed import FeedPoller, HttpFeed, PollReport, read_cursor, retry_delay, write_cursor
 from tests.conftest import utc

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from dialer.db.models import DncEntry, Lead
+from kernel.db.models import DncEntry, Lead
 from leads.intake import Intake, LeadIn
 from leads.lead import InvalidReason, LeadStatus
 from tests.conftest import moscow, utc

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from dialer.clock import ManualClock
+from kernel.clock import ManualClock
 from dialer.crm.outbox import OUTCOME_FIELDS, dead_letters, enqueue_outcome, next_due_at, outbox_counts, requeue
 from dialer.crm.sender import OutboxSender, SendCounts, crm_body, retry_delay
 from dialer.crm.stub import CrmStub
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Lead, OutboxMessage
-from dialer.errors import SettingsError, UsageError
-from dialer.settings import CrmSettings
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Lead, OutboxMessage
+from kernel.errors import SettingsError, UsageError
+from kernel.settings import CrmSettings
 from leads.attempt import CallResult
 from tests.conftest import moscow
 from tests.outcome_rows import add_lead, connected_call, unanswered_outcome

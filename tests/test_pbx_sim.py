@@ -1,5 +1,5 @@
 """The simulated PBX (`dialer pbx-sim`): real AMI over TCP on 127.0.0.1, compared with recordings of a
-real Asterisk 22 (shared/ami-transcripts/).
+real Asterisk 22 (tests/fixtures/ami/).
 
 Event sequences are compared per channel: for every leg of the call (the Local ;1 and ;2 halves,
 the trunk, the operator) the ordered list of its significant events with their scenario-invariant
@@ -23,17 +23,17 @@ from typing import Any, Callable, Iterable
 import pytest
 
 from dialer.ami.transcript import read_transcript
-from dialer.errors import UsageError
+from kernel.errors import UsageError
 from dialer.pbx_sim import (
     CustomerBook, CustomerMix, OperatorSpec, Outcome, PbxConfig, PbxUser, SimulatedPbx,
 )
 from dialer.pbx_sim.calls import parse_callerid, parse_variables
 from dialer.pbx_sim.protocol import Action, ActionReader, MessageTooLarge, encode
 from dialer.pbx_sim.runner import customers_from_data
+from tests.recordings import AMI_RECORDINGS as TRANSCRIPTS
 
 pytestmark = pytest.mark.anyio
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "ami-transcripts"
 REPO = Path(__file__).resolve().parents[1]
 NUMBER = "+79001234567"
 SPEED = 100.0

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dialer.errors import InvalidPhone
+from kernel.errors import InvalidPhone
 from leads.lead import InvalidReason
 from leads.phone import _fast_parse, format_for_dialing, mask_phone, normalize_phone, zones_for_number
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from dialer.db.engine import Database
-from dialer.db.models import PolicyChange, PolicyVersion
+from kernel.db.engine import Database
+from kernel.db.models import PolicyChange, PolicyVersion
 from tests.conftest import moscow
 from tests.policy_helpers import VLADIVOSTOK, lead, store
 

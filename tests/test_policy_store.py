@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select
 
 from dialer.bootstrap import initialize
-from dialer.db.engine import Database
-from dialer.db.models import PolicyChange, PolicyVersion
-from dialer.settings import IntakeSettings, Settings
+from kernel.db.engine import Database
+from kernel.db.models import PolicyChange, PolicyVersion
+from kernel.settings import IntakeSettings, Settings
 from leads.intake import Intake, LeadIn
 from leads.lead import LeadStatus
 from leads.policy.store import change_policy, current_policy, policy_history, seed_policy

@@ -4,8 +4,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from dialer.db.migrate import head_revision, is_up_to_date
-from dialer.db.models import Base
+from kernel.db.migrate import head_revision, is_up_to_date
+from kernel.db.models import Base
 
 
 def test_migrations_produce_exactly_the_models_schema(db):
@@ -23,7 +23,7 @@ def test_database_is_at_the_head_revision(db):
 def test_naive_datetime_is_refused_by_the_store(db):
     from datetime import datetime
     import pytest
-    from dialer.db.models import Cursor
+    from kernel.db.models import Cursor
     with pytest.raises(Exception, match="naive datetime"):
         with db.write() as session:
             session.add(Cursor(name="x", value="1", updated_at=datetime(2026, 1, 1, 12, 0)))
@@ -35,7 +35,7 @@ def test_naive_datetime_is_refused_by_the_store(db):
 def test_aware_datetime_comes_back_as_the_same_instant_in_utc(db):
     from datetime import datetime, timezone
     from zoneinfo import ZoneInfo
-    from dialer.db.models import Cursor
+    from kernel.db.models import Cursor
     vladivostok = datetime(2026, 11, 23, 9, 30, tzinfo=ZoneInfo("Asia/Vladivostok"))
     with db.write() as session:
         session.add(Cursor(name="x", value="1", updated_at=vladivostok))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dialer.db.models import CallAttempt, Lead, Operator, ScriptGap
-from dialer.errors import NotFound, UsageError
+from kernel.db.models import CallAttempt, Lead, Operator, ScriptGap
+from kernel.errors import NotFound, UsageError
 from scripts_catalog import (PACKAGED_CATALOG, Catalog, CatalogInvalid, LeadFacts, NoScript, Problem,
                              ScriptStatus, UnknownScript, flag_gap, gap_report, load_catalog, load_lead_facts,
                              normalize_question, render, select_for_lead, select_script, validate_directory)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dialer.errors import SettingsError
-from dialer.settings import describe, env_name, load_settings
+from kernel.errors import SettingsError
+from kernel.settings import describe, env_name, load_settings
 
 
 @pytest.fixture(autouse=True)

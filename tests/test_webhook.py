@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from dialer.clock import ManualClock
-from dialer.db.engine import Database
-from dialer.db.migrate import upgrade
-from dialer.db.models import Lead
-from dialer.settings import IntakeSettings, Settings
+from kernel.clock import ManualClock
+from kernel.db.engine import Database
+from kernel.db.migrate import upgrade
+from kernel.db.models import Lead
+from kernel.settings import IntakeSettings, Settings
 from dialer.web.app import create_app
 from dialer.web.server import ServerThread
 from leads import dnc

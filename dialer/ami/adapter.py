@@ -52,8 +52,8 @@ from dialer.ami.events import (
     EVENT_NAMES, AmiEvent, Connected, CoreShowChannel, Disconnected, LoginFailed, QueueEntry, QueueMember, QueueParams,
     Shutdown, parse_event,
 )
-from dialer.clock import Clock
-from dialer.settings import AmiSettings, DialSettings
+from kernel.clock import Clock
+from kernel.settings import AmiSettings, DialSettings
 
 log = logging.getLogger(__name__)
 

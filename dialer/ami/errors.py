@@ -6,7 +6,7 @@ Each docstring is the default message.
 
 from __future__ import annotations
 
-from dialer.errors import DialerError
+from kernel.errors import DialerError
 
 
 class AmiError(DialerError):

@@ -2,7 +2,7 @@
 
 The tracker collects `CallFacts` from the events of one attempt; `decide(facts)` reads RESULT_TABLE
 top to bottom and the first row whose fact has one of the row's values gives the result.
-Each row quotes the recording (shared/ami-transcripts/) it was checked against.
+Each row quotes the recording (tests/fixtures/ami/) it was checked against.
 
 Why this order (facts from the real recordings):
 - An operator took the call -> connected, whatever the hangup cause later.

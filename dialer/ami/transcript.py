@@ -1,4 +1,4 @@
-"""Read recorded AMI sessions (the format of shared/ami-transcripts/), in order.
+"""Read recorded AMI sessions (the format of tests/fixtures/ami/), in order.
 
 The format, one file per session:
 
@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Iterator
 
-from dialer.errors import DialerError
+from kernel.errors import DialerError
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 _MARKER = re.compile(r"^#(<<|>>) (S->C|C->S) t=\+?(-?\d+(?:\.\d+)?)s\s*$")

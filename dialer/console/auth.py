@@ -25,10 +25,10 @@ from enum import StrEnum
 
 from sqlalchemy import func, select
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import Operator
-from dialer.errors import NotFound, UsageError
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import Operator
+from kernel.errors import NotFound, UsageError
 
 log = logging.getLogger("dialer.console.auth")
 

@@ -17,10 +17,10 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import and_, exists, or_, select
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Disposition, Lead, Operator
-from dialer.errors import NotFound
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Disposition, Lead, Operator
+from kernel.errors import NotFound
 from leads.attempt import AttemptState, CallResult
 from scripts_catalog import (Catalog, CatalogInvalid, LeadFacts, NoScript, RenderedScript, load_catalog, render,
                              select_for_lead)

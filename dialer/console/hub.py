@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable, Iterable, Iterator
 
-from dialer.clock import Clock
+from kernel.clock import Clock
 
 log = logging.getLogger("dialer.console.hub")
 

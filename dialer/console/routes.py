@@ -36,7 +36,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from dialer.clock import Clock
+from kernel.clock import Clock
 from dialer.console import pages
 from dialer.console.auth import (COOKIE_NAME, Identity, Role, SessionSigner, authenticate, current_identity,
                                  session_secret, teamlead_password_hash)
@@ -44,9 +44,9 @@ from dialer.console.cards import ScriptBook, call_owner, load_call_card, open_ca
 from dialer.console.hub import ConsoleHub, ScreenPop
 from dialer.console.switchboard import STATE_WORDS, PauseRefused, PbxUnavailable, Switchboard
 from dialer.console.teamlead import load_view
-from dialer.db.engine import Database
-from dialer.errors import NotFound, UsageError
-from dialer.settings import Settings
+from kernel.db.engine import Database
+from kernel.errors import NotFound, UsageError
+from kernel.settings import Settings
 from scripts_catalog import catalog_directory, flag_gap
 
 log = logging.getLogger("dialer.console")

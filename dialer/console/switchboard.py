@@ -13,7 +13,7 @@ from typing import Protocol
 
 from dialer.ami.adapter import AmiClient
 from dialer.ami.errors import AmiActionError, AmiError
-from dialer.errors import DialerError
+from kernel.errors import DialerError
 from dialer.pacing import MemberStatus, OperatorBoard, OperatorState, Presence
 
 NOT_IN_QUEUE = "not_in_queue"     # a registered operator Asterisk does not list in the queue

@@ -11,10 +11,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from dialer.clock import require_aware
+from kernel.clock import require_aware
 from dialer.console.switchboard import presence_state
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Lead, Operator
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Lead, Operator
 from dialer.pacing import Presence
 from leads.attempt import AttemptState
 from leads.phone import mask_phone

@@ -30,12 +30,12 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dialer.clock import Clock, require_aware
+from kernel.clock import Clock, require_aware
 from dialer.crm.outbox import OUTCOME_FIELDS, Topic
-from dialer.db.engine import Database
-from dialer.db.models import Cursor, OutboxMessage
-from dialer.errors import DialerError, UsageError
-from dialer.settings import Settings
+from kernel.db.engine import Database
+from kernel.db.models import Cursor, OutboxMessage
+from kernel.errors import DialerError, UsageError
+from kernel.settings import Settings
 
 log = logging.getLogger("dialer.crm.export")
 

@@ -16,10 +16,10 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Disposition, Lead, Operator, OutboxMessage
-from dialer.errors import NotFound, UsageError
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Disposition, Lead, Operator, OutboxMessage
+from kernel.errors import NotFound, UsageError
 from leads.disposition import was_connected
 
 log = logging.getLogger("dialer.crm.outbox")

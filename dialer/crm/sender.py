@@ -19,10 +19,10 @@ from typing import Any, AsyncIterator, Mapping
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from dialer.clock import Clock, require_aware
-from dialer.db.engine import Database
-from dialer.errors import DialerError, SettingsError
-from dialer.settings import CrmSettings
+from kernel.clock import Clock, require_aware
+from kernel.db.engine import Database
+from kernel.errors import DialerError, SettingsError
+from kernel.settings import CrmSettings
 from dialer.crm.outbox import (OUTCOME_FIELDS, Delivery, OutboxStatus, claim_due, mark_failed, mark_sent,
                                next_due_at)
 

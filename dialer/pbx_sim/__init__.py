@@ -2,7 +2,7 @@
 
 It accepts the daemon's Originate (`Channel: Local/<number>@dialer-trunk`, `Context: dialer-outbound`,
 `Exten: s`, `Async: true`) and plays the customer behind the number and the operators of one queue,
-emitting the events a real Asterisk 22 emits for the same call (shared/ami-transcripts).
+emitting the events a real Asterisk 22 emits for the same call (tests/fixtures/ami).
 """
 
 from dialer.pbx_sim.calls import CallRecord, CallResult

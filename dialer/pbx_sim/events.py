@@ -1,7 +1,7 @@
 """Builders for the AMI events of the simulated PBX, header for header as Asterisk 22 writes them.
 
 Every builder returns an `AmiEvent`; header names and their order come from the recorded transcripts
-(shared/ami-transcripts). A channel block is Asterisk's channel snapshot (`Channel`, `ChannelState`,
+(tests/fixtures/ami). A channel block is Asterisk's channel snapshot (`Channel`, `ChannelState`,
 ... `Linkedid`, then one `ChanVariable: NAME=value` per name in manager.conf `channelvars`); the
 same block with a `Dest` prefix describes the other channel of a Dial or a queue event.
 """

@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from dialer.errors import UsageError
+from kernel.errors import UsageError
 from dialer.pacing import MemberStatus as DeviceState  # Asterisk's device states, as the queue reports them
 from dialer.pbx_sim.events import MemberSnapshot
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from dialer.errors import DialerError, UsageError
+from kernel.errors import DialerError, UsageError
 
 BANNER = "Asterisk Call Manager/11.0.0"
 MAX_MESSAGE_BYTES = 64 * 1024

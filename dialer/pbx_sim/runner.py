@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import yaml
 
-from dialer.errors import UsageError
+from kernel.errors import UsageError
 from dialer.pbx_sim.scenarios import DEFAULT_MIX, CustomerBook, CustomerMix
 from dialer.pbx_sim.server import SimulatedPbx
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Mapping
 
-from dialer.errors import UsageError
+from kernel.errors import UsageError
 
 
 class Outcome(StrEnum):

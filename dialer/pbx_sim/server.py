@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Awaitable, Callable
 
-from dialer.clock import Clock, ScaledClock, SystemClock
-from dialer.errors import UsageError
+from kernel.clock import Clock, ScaledClock, SystemClock
+from kernel.errors import UsageError
 from dialer.pbx_sim.calls import Call, CallRecord, CallResult, LocalTarget, OriginateRefused, OriginateRequest
 from dialer.pbx_sim.channels import UNKNOWN, ChannelRegistry, ChannelState
 from dialer.pbx_sim.events import AmiEvent, EventFactory, OriginateReason, list_complete

@@ -12,10 +12,10 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from dialer.clock import Clock
-from dialer.db.engine import Database
-from dialer.db.migrate import current_revision, head_revision
-from dialer.settings import Settings
+from kernel.clock import Clock
+from kernel.db.engine import Database
+from kernel.db.migrate import current_revision, head_revision
+from kernel.settings import Settings
 from leads.intake import Intake
 from leads.sources.webhook import webhook_router
 

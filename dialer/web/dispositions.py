@@ -19,11 +19,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dialer.clock import Clock
-from dialer.db.engine import Database
+from kernel.clock import Clock
+from kernel.db.engine import Database
 from dialer.dispositions import get_disposition, operator_name, record_disposition
-from dialer.errors import NotFound, UsageError
-from dialer.settings import Settings
+from kernel.errors import NotFound, UsageError
+from kernel.settings import Settings
 from leads.attempt import DispositionKind
 from leads.disposition import RULES, AlreadyDisposed, DispositionInput, NotYourAttempt
 

@@ -26,7 +26,7 @@ from sqlalchemy import BigInteger, ColumnElement, all_, bindparam, exists, liter
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from dialer.db.models import CallAttempt, DncEntry, Lead
+from kernel.db.models import CallAttempt, DncEntry, Lead
 from leads.attempt import AttemptState
 from leads.lead import LeadStatus
 from leads.policy.facts import LEAD_COLUMNS, LeadFacts

@@ -26,9 +26,9 @@ from typing import Sequence
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import CallAttempt, Lead
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt, Lead
 from leads.attempt import AttemptState
 from leads.operators import operator_loads
 from leads.phone import mask_phone

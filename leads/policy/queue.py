@@ -13,10 +13,10 @@ from typing import Any, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import Lead
-from dialer.errors import NotFound
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import Lead
+from kernel.errors import NotFound
 from leads.lead import LeadStatus
 from leads.phone import mask_phone
 from leads.policy.candidates import bucket_leads, buckets, lease_free, on_dnc, read_leads

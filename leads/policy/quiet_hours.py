@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Sequence
 from zoneinfo import ZoneInfo
 
-from dialer.clock import require_aware
+from kernel.clock import require_aware
 
 if TYPE_CHECKING:
     from leads.policy.values import Policy

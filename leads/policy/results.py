@@ -20,9 +20,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from dialer.clock import require_aware
-from dialer.db.models import CallAttempt, Lead
-from dialer.errors import NotFound, UsageError
+from kernel.clock import require_aware
+from kernel.db.models import CallAttempt, Lead
+from kernel.errors import NotFound, UsageError
 from leads.attempt import AttemptState, CallResult
 from leads.policy.candidates import COLUMNS, facts_from_row
 from leads.policy.retry import LeadUpdate, after_result

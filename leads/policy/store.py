@@ -20,9 +20,9 @@ from typing import Any, Mapping
 from sqlalchemy import Text, cast, select, text
 from sqlalchemy.orm import Session
 
-from dialer.clock import require_aware
-from dialer.db.engine import Database
-from dialer.db.models import PolicyChange, PolicyVersion
+from kernel.clock import require_aware
+from kernel.db.engine import Database
+from kernel.db.models import PolicyChange, PolicyVersion
 from leads.policy.values import DEFAULTS, KEYS, Policy, allowed_words, build_policy, parse_value
 
 log = logging.getLogger("leads.policy")

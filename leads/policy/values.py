@@ -16,7 +16,7 @@ from functools import cached_property
 from datetime import time, timedelta
 from typing import Any, Callable, Mapping
 
-from dialer.errors import UsageError
+from kernel.errors import UsageError
 from leads.attempt import CallResult
 from leads.policy.tiers import Tier
 

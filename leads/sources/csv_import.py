@@ -30,8 +30,8 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dialer.clock import Clock
-from dialer.errors import DialerError, UsageError
+from kernel.clock import Clock
+from kernel.errors import DialerError, UsageError
 from leads.intake import Intake, LeadIn, field_problems
 from leads.lead import LeadStatus
 

@@ -30,11 +30,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from dialer.clock import Clock
-from dialer.db.engine import Database
-from dialer.db.models import Cursor
-from dialer.errors import DialerError, SettingsError
-from dialer.settings import FeedSettings
+from kernel.clock import Clock
+from kernel.db.engine import Database
+from kernel.db.models import Cursor
+from kernel.errors import DialerError, SettingsError
+from kernel.settings import FeedSettings
 from leads.intake import FIELD_LIMITS, LEAD_FIELDS, Intake, IntakeOutcome, LeadIn
 from leads.sources.json_lead import ALIASES, MalformedLead, lead_from_json
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dialer.errors import DialerError
+from kernel.errors import DialerError
 from leads.intake import LEAD_FIELDS, LeadIn, field_problems
 
 ALIASES = {"external_id": "order_number", "tag": "product"}

@@ -30,8 +30,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from dialer.clock import Clock
-from dialer.settings import IntakeSettings
+from kernel.clock import Clock
+from kernel.settings import IntakeSettings
 from leads.intake import FIELD_LIMITS, Intake, IntakeOutcome, LeadIn
 from leads.phone import mask_phone
 from leads.sources.json_lead import ALIASES, FIELD_DOCS, NUMBER_FIELDS, MalformedLead, lead_from_json

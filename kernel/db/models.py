@@ -10,7 +10,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, M
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from dialer.db.types import UTCDateTime
+from kernel.db.types import UTCDateTime
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

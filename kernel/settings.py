@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from dialer.errors import SettingsError
+from kernel.errors import SettingsError
 
 ENV_PREFIX = "DIALER_"
 DEFAULT_CONFIG_FILE = "dialer.toml"

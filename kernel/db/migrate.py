@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import migrations
-from dialer.db.engine import Database
+from kernel.db.engine import Database
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
