@@ -101,6 +101,26 @@ class IntakeSettings:
                                         between(0, 24 * 365))
     max_body_bytes: int = setting(65536, "Largest webhook body accepted, in bytes", between(1024, 10_000_000))
     csv_batch_size: int = setting(5000, "Rows per transaction in CSV import", between(1, 100_000))
+    # web forms (issue 16): site builders that only take a URL, and forms whose fields are not named like ours
+    query_token: bool = setting(False, "Also accept the token as ?token=... in the webhook URL (for site "
+                                       "builders that only let you paste a URL); it is never logged")
+    fields: dict = setting(default_factory=dict, check=lambda v: lead_field_mapping(v),
+                           help="Webhook field mapping: our field = their field name or dotted path, or a "
+                                "list of candidates (case-insensitive, the first one present wins)")
+
+
+LEAD_FIELD_NAMES = ("phone", "name", "order_number", "external_id", "product", "tag", "comment",
+                    "preferred_time", "timezone", "region", "source")
+
+
+def lead_field_mapping(value: Any) -> str | None:
+    for ours, theirs in value.items():
+        candidates = [theirs] if isinstance(theirs, str) else theirs
+        if ours not in LEAD_FIELD_NAMES or not isinstance(candidates, list) or not candidates \
+                or not all(isinstance(c, str) and c.strip() for c in candidates):
+            return ("a table of lead field (" + ", ".join(LEAD_FIELD_NAMES) + ") = their field name, "
+                    "dotted path or list of them")
+    return None
 
 
 @dataclass(frozen=True)
