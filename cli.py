@@ -171,6 +171,8 @@ def parse_when(text: str | None, settings: Settings) -> datetime:
                          f"(center zone) or 2026-11-23T10:30+03:00") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(settings.center_timezone))
+    if not 1970 <= when.year <= 2999:  # beyond these, shifting by a zone or a day overflows datetime
+        raise UsageError(f"{text!r} is out of range; give a time between the years 1970 and 2999")
     return when
 
 
@@ -180,8 +182,12 @@ def parse_when(text: str | None, settings: Settings) -> datetime:
 def init(ctx: typer.Context) -> None:
     """Create the database (or bring it up to date) by running the migrations."""
     from dialer.bootstrap import initialize
+    from sqlalchemy.exc import SQLAlchemyError
     settings = state(ctx).settings
-    report = initialize(state(ctx).db, settings, clock.now())
+    try:
+        report = initialize(state(ctx).db, settings, clock.now())
+    except SQLAlchemyError as exc:  # unreachable server, missing database, a folder that is not there
+        raise _database_error(state(ctx), exc) from None
     console.print(f"[green]database ready[/green] {report}")
 
 
@@ -277,9 +283,13 @@ def _ready_store(s: AppState):
     try:
         ensure_ready(s.db)
     except SQLAlchemyError as exc:
-        raise DialerError(f"cannot use the database {s.db.engine.url!r}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0]}") from None
+        raise _database_error(s, exc) from None
     return s.db
+
+
+def _database_error(s: AppState, exc: Exception) -> DialerError:
+    return DialerError(f"cannot use the database {s.db.engine.url!r}: {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0]}")
 
 
 def _intake_for(s: AppState):
@@ -306,9 +316,10 @@ def serve(ctx: typer.Context,
         logging.getLogger("dialer.serve").warning(
             "intake.token is empty: POST /leads refuses every call (set DIALER_INTAKE_TOKEN)")
     app_ = create_app(settings, db, _intake_for(s), clock)
+    sock = bind(settings.http.host, settings.http.port)
     with db.checkpoints_in_background():
         run_until_stopped(uvicorn.Server(server_config(app_, settings.http.host, settings.http.port,
-                                                       settings.log_level)))
+                                                       settings.log_level)), sock)
 
 
 def _selected_feeds(settings: Settings, name: Optional[str]) -> list:

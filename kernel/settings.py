@@ -51,7 +51,7 @@ def one_of(*allowed: str) -> Check:
 def time_zone(value: Any) -> str | None:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a zone folder ("Europe")
         return "an IANA time zone name such as Europe/Moscow"
     return None
 
