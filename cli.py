@@ -307,7 +307,7 @@ def serve(ctx: typer.Context,
     import logging
     import uvicorn
     from dialer.web.app import create_app
-    from dialer.web.server import run_until_stopped, server_config
+    from dialer.web.server import bind, run_until_stopped, server_config
     s = state(ctx)
     s.override(**{"http.host": host, "http.port": port})
     settings = s.settings
