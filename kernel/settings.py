@@ -330,7 +330,14 @@ def _check_known_keys(data: Mapping[str, Any]) -> None:
     top = {f.name for f in dataclasses.fields(Settings)}
     for key, value in data.items():
         if key not in top:
-            raise SettingsError(f"unknown setting '{key}'; known: {', '.join(sorted(top))}")
+            homes = [f"[{name}] {key}" for name, cls in SECTIONS.items()
+                     if key in {f.name for f in dataclasses.fields(cls)}]
+            if homes:
+                raise SettingsError(f"unknown setting '{key}' at the top level: it belongs in a section, "
+                                    f"write it as {' or '.join(homes)}")
+            raise SettingsError(f"unknown setting '{key}' (top level, outside any [section]); known there: "
+                                f"{', '.join(sorted(top - set(SECTIONS)))}; sections: "
+                                f"{', '.join(f'[{name}]' for name in SECTIONS)}")
         if key in SECTIONS:
             if not isinstance(value, dict):
                 raise SettingsError(f"'{key}' must be a table ([{key}]) of settings")
@@ -369,7 +376,8 @@ def _from_string(info: SettingInfo, text: str) -> Any:
                 raise ValueError
             return value
     except ValueError:
-        raise SettingsError(f"{info.env}={text!r}: {info.key} must be {_type_words(info.type)}") from None
+        shown = "***" if info.secret else repr(text)  # a secret's value is never printed, even when wrong
+        raise SettingsError(f"{info.env}={shown}: {info.key} must be {_type_words(info.type)}") from None
     return text
 
 
@@ -423,14 +431,20 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
+    shown = "the value given (a secret, not shown)" if f.metadata.get("secret") else _hide_password(repr(value))
     if not ok:
-        raise SettingsError(f"{key} must be {_type_words(expected)}, got {value!r}")
+        raise SettingsError(f"{key} must be {_type_words(expected)}, got {shown}")
     check = f.metadata.get("check")
     if check is not None:
         allowed = check(value)
         if allowed is not None:
-            raise SettingsError(f"{key}: {value!r} is not allowed; expected {allowed}")
+            raise SettingsError(f"{key}: {shown} is not allowed; expected {allowed}")
     return value
+
+
+def _hide_password(text: str) -> str:
+    """A URL's password (postgresql://user:password@host) is a secret too."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def _field_type(f: dataclasses.Field) -> type:
