@@ -1238,14 +1238,35 @@ def operators_passwd(ctx: typer.Context, operator: str = typer.Argument(..., hel
 
 # ---------------------------------------------------------------- entry point
 
+def _escape(text: str) -> str:
+    from rich.markup import escape
+    return escape(text)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, standalone_mode=True)
     except (UsageError, SettingsError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False)  # "[intake]" is no markup
         sys.exit(2)
     except DialerError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # never a traceback for a user: one line, the traceback only with -v
+        from rich.markup import escape
+        from sqlalchemy.exc import DataError, SQLAlchemyError
+        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
+            raise
+        first_line = escape(str(exc).splitlines()[0] if str(exc) else "")
+        if isinstance(exc, (OverflowError, DataError)):  # an id or count beyond what the database stores
+            err_console.print(f"[red]error:[/red] a number given is out of range ({first_line})", highlight=False)
+            sys.exit(2)
+        if isinstance(exc, SQLAlchemyError):
+            err_console.print(f"[red]error:[/red] the database failed: {type(exc).__name__}: {first_line}",
+                              highlight=False)
+            sys.exit(1)
+        err_console.print(f"[red]error:[/red] internal error {type(exc).__name__}: {first_line} (run with -v "
+                          f"for the traceback, and please report it)", highlight=False)
         sys.exit(1)
 
 

@@ -87,3 +87,29 @@ def test_csv_import_skips_only_the_row_with_a_zone_folder(sqlite_db):
     assert "not an IANA time zone" in report.malformed_rows[0].problem
     with sqlite_db.read() as session:
         assert list(session.scalars(select(Lead.name).order_by(Lead.id))) == ["Анна", "Вера"]
+
+
+@pytest.mark.parametrize("command", [["leads", "show", "99999999999999999999"], ["why", "99999999999999999999"],
+                                     ["leads", "list", "--limit", "99999999999999999999"],
+                                     ["crm", "retry", "99999999999999999999"]])
+def test_a_number_beyond_what_the_database_stores_is_a_usage_error(run_dialer, cli_db, command):
+    result = run_dialer(*command)
+    assert result.returncode == 2
+    assert "out of range" in one_line_error(result)
+
+
+def test_a_settings_error_never_prints_a_secret_or_a_urls_password(run_dialer, tmp_path):
+    short = run_dialer("config", env={"DIALER_CONSOLE_SECRET": "tiny-secret"})
+    assert short.returncode == 2 and "console.secret" in one_line_error(short) and "tiny-secret" not in short.stderr
+    url = run_dialer("config", env={"DIALER_DB_URL": "postgres://dialer:hunter2@db/dialer"})
+    assert url.returncode == 2 and "hunter2" not in url.stderr and "dialer:***@db" in one_line_error(url)
+    port = run_dialer("config", env={"DIALER_INTAKE_TOKEN": "s3cret", "DIALER_HTTP_PORT": "s3cret"})
+    assert port.returncode == 2 and "http.port" in one_line_error(port)
+
+
+def test_a_section_key_at_the_top_level_names_its_section(run_dialer, tmp_path):
+    (tmp_path / "dialer.toml").write_text('token = "abc"\nport = 8081\n', encoding="utf-8")
+    result = run_dialer("config")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "[intake] token" in line and "abc" not in line
