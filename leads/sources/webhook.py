@@ -1,10 +1,13 @@
 """The HTTP webhook `POST /leads`: what site forms and CRMs send (DESIGN §2).
 
 Checks, in order, each refusal a JSON `{"error": ..., "problems": [...]}` and nothing stored:
-401/403 token (`Authorization: Bearer <token>` or `X-Dialer-Token`; an empty configured token refuses
-every call), 415 content type, 413 body size (checked on the stream, before it is all read),
-400 not JSON, 422 not a lead (see leads.sources.json_lead). A lead that is well formed but cannot be
-called is stored as `invalid` and answered 202 like any other.
+401/403 token (`Authorization: Bearer <token>`, `X-Dialer-Token`, or `?token=` when intake.query_token
+is on; an empty configured token refuses every call), 415 content type or charset, 413 body size
+(checked on the stream, before it is all read), 400 not readable JSON or form, 422 not a lead (see
+leads.sources.json_lead), 409 an Idempotency-Key stored before with another lead. Forms and foreign
+field names are read by leads.sources.web_form first; a body with no lead field at all (a site
+builder checking the webhook) is answered 200 and stores nothing. A lead that is well formed but
+cannot be called is stored as `invalid` and answered 202 like any other.
 
 The body is one lead (a JSON object) or a batch (a JSON list of objects, stored in one transaction,
 all or nothing). An `Idempotency-Key` header makes a retried call answer the first call's outcome
@@ -372,7 +375,7 @@ def _check_reused_keys(intake: Intake, leads: list[LeadIn]) -> None:
         return
     with intake.db.read() as session:
         rows = session.execute(select(Lead).where(
-            Lead.source.in_({source for source, _ in keyed}),
+            Lead.source.in_(sorted({source for source, _ in keyed})),
             Lead.source_item_id.in_([item for _, item in keyed]))).scalars().all()
         stored = {(row.source, row.source_item_id): row for row in rows}
         for key, lead in keyed.items():
@@ -409,15 +412,23 @@ def _request_body_doc() -> dict[str, Any]:
             "description": "Unknown fields are kept in the lead's extra"}
     example = {"phone": "8 (912) 345-67-89", "name": "Анна Петрова", "order_number": "A-1001",
                "product": "кофемашина", "comment": "Перезвоните после обеда", "utm_source": "yandex"}
-    return {"required": True, "content": {"application/json": {
-        "schema": {"oneOf": [lead, {"type": "array", "items": lead, "maxItems": MAX_BATCH}]},
-        "example": example}}}
+    form = {"type": "object", "additionalProperties": {"type": "string"},
+            "description": "A web form: field names such as Phone, Телефон, Name, Имя or those mapped in "
+                           "[intake.fields]; any charset named in Content-Type (e.g. windows-1251)"}
+    return {"required": False, "content": {
+        "application/json": {"schema": {"oneOf": [lead, {"type": "array", "items": lead, "maxItems": MAX_BATCH}]},
+                             "example": example},
+        "application/x-www-form-urlencoded": {"schema": form, "example": {"Name": "Анна", "Phone": "+79123456789"}},
+        "multipart/form-data": {"schema": form}}}
 
 
 def _header_docs() -> list[dict[str, Any]]:
     return [
         {"name": "X-Dialer-Token", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "The shared secret (intake.token); or send 'Authorization: Bearer <token>'"},
+        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "The token in the URL, for site builders that only take a URL (only when "
+                        "intake.query_token is on)"},
         {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "A retry with the same key answers the first call's outcome, storing nothing new"},
     ]
