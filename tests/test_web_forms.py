@@ -222,3 +222,16 @@ def test_a_client_that_half_closes_mid_body_leaves_no_traceback(sqlite_db, caplo
     assert any("client_gone" in r.getMessage() for r in caplog.records)
     assert not any(r.exc_info or "Traceback" in r.getMessage() for r in caplog.records)
     assert leads(sqlite_db) == []
+
+
+def test_deeply_nested_bodies_are_stored_or_refused_never_a_500(sqlite_db):
+    nested_json = '{"Phone": "+79123456789", "deep": ' + '{"a": ' * 900 + '1' + '}' * 900 + '}'
+    nested_form = "phone=%2B79123456780&" + "x" + "[a]" * 2000 + "=1"
+    with hook(sqlite_db) as client:
+        deep_json = client.post("/leads", content=nested_json.encode(),
+                                headers={**AUTH, "Content-Type": "application/json"})
+        deep_form = client.post("/leads", content=nested_form.encode(),
+                                headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})
+    assert deep_json.status_code == 202 and deep_form.status_code == 202, (deep_json.text, deep_form.text)
+    assert [lead.phone_e164 for lead in leads(sqlite_db)] == ["+79123456789", "+79123456780"]
+    assert list(leads(sqlite_db)[1].extra) == ["x" + "[a]" * 2000]

@@ -18,8 +18,8 @@ Two steps, both pure (bytes and dicts in, dicts out), before the JSON lead rules
 from __future__ import annotations
 
 import codecs
-import copy
 import re
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 from urllib.parse import unquote_to_bytes
 
@@ -33,6 +33,7 @@ from leads.sources.json_lead import ALIASES
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_FIELDS = 1000
 MAX_DEPTH = 3            # how deep nested objects are searched for known field names
+MAX_PATH = 8             # longest dotted path in [intake.fields]
 OUR_FIELDS = (*LEAD_FIELDS, "source")
 
 # Names web forms use beyond those a CSV header uses (written as header_key leaves them).
@@ -159,6 +160,8 @@ def _put(fields: dict[str, Any], name: str, value: str) -> None:
     match = _BRACKETS.match(name)
     path = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))] if match else [name]
     path = [key for key in path if key != ""] or [name]   # `a[]` is a list in PHP: read as repeated `a`
+    if len(path) > MAX_PATH:   # deeper than any form nests: kept as the flat name it is
+        path = [name]
     node = fields
     for key in path[:-1]:
         child = node.get(key)
@@ -187,13 +190,17 @@ def parse_mapping(config: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
         if not isinstance(candidates, list) or not candidates \
                 or not all(isinstance(c, str) and c.strip() for c in candidates):
             raise ValueError(f"{ours}: give their field name, a dotted path, or a list of them")
+        if any(len(c.split(".")) > MAX_PATH for c in candidates):
+            raise ValueError(f"{ours}: a dotted path has at most {MAX_PATH} parts")
         mapping[name] = tuple(c.strip() for c in candidates)
     return mapping
 
 
 def map_fields(obj: dict[str, Any], mapping: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any] | None:
     """The object with their field names replaced by ours (see the module doc); None when it has no lead."""
-    out = copy.deepcopy(obj)
+    if not mapping and obj and _OUR_KEYS.issuperset(obj) and (set(obj) - {"source", "extra"}):
+        return obj   # already in our names (the usual JSON API call): nothing to map, nothing to copy
+    out = _copy(obj, MAX_PATH)
     found: dict[str, Any] = {}
     moved_exact: dict[str, Any] = {}
     for ours, candidates in (mapping or {}).items():
@@ -207,12 +214,7 @@ def map_fields(obj: dict[str, Any], mapping: Mapping[str, Sequence[str]] | None 
                 if key in out:
                     moved_exact[key] = out.pop(key)
     exact = {ALIASES.get(key, key) for key in out if ALIASES.get(key, key) in OUR_FIELDS}
-    for ours in OUR_FIELDS:
-        if ours in found or ours in exact:
-            continue
-        hit = _take_known(out, ours)
-        if hit is not _MISSING:
-            found[ours] = hit
+    found.update(_take_known(out, set(OUR_FIELDS) - set(found) - exact))
     if not (set(found) | exact) - {"source"}:
         return None
     out.update(found)
@@ -223,6 +225,13 @@ def map_fields(obj: dict[str, Any], mapping: Mapping[str, Sequence[str]] | None 
 
 
 _MISSING = object()
+_OUR_KEYS = frozenset((*OUR_FIELDS, *ALIASES, "extra"))
+_cached_key = lru_cache(maxsize=4096)(header_key)   # form field names repeat from call to call
+_NAMES_OF = {ours: frozenset(k for k, v in _KNOWN.items() if v == ours) for ours in OUR_FIELDS}
+
+
+def _key(name: str) -> str:
+    return _cached_key(name) if len(name) <= 64 else header_key(name)   # a bounded cache: short names only
 
 
 def _take_path(obj: dict[str, Any], path: str) -> Any:
@@ -249,51 +258,65 @@ def _take_path(obj: dict[str, Any], path: str) -> Any:
     return value
 
 
-def _take_known(obj: dict[str, Any], ours: str) -> Any:
-    keys = [key for key in _KNOWN if _KNOWN[key] == ours]
-    for depth in range(MAX_DEPTH + 1):
-        hit = _take_at_depth(obj, lambda k: header_key(k) in keys, depth, [])
-        if hit is not _MISSING:
-            return hit
-    return _MISSING
+def _take_known(obj: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
+    """Remove and return the values of the wanted fields found under known names: one walk, shallowest
+    level first; of two names of one field in one object (Phone and Телефон) the filled one wins."""
+    places: dict[str, tuple[dict, str, list]] = {}
+    level: list[tuple[dict, list]] = [(obj, [])]
+    for _ in range(MAX_DEPTH + 1):
+        deeper: list[tuple[dict, list]] = []
+        for node, parents in level:
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    deeper.append((value, [*parents, (node, key)]))
+                    continue
+                ours = _KNOWN.get(_key(key)) if isinstance(key, str) else None
+                if ours not in wanted:
+                    continue
+                if ours not in places or (places[ours][0] is node and node[places[ours][1]] in ("", None)
+                                          and value not in ("", None)):
+                    places[ours] = (node, key, parents)
+        wanted = wanted - set(places)
+        level = deeper
+        if not wanted or not level:
+            break
+    taken = {}
+    for ours, (node, key, parents) in places.items():
+        taken[ours] = node.pop(key)
+    for node, key, parents in places.values():
+        _prune(parents)
+    return taken
 
 
 def _take_nested(obj: dict[str, Any], key: str, depth: int) -> Any:
-    for level in range(depth, MAX_DEPTH + 1):
-        hit = _take_at_depth(obj, lambda k: header_key(k) == key, level, [])
-        if hit is not _MISSING:
-            return hit
+    """Remove and return the first value under a name, shallowest level first, else _MISSING."""
+    level: list[tuple[dict, list]] = [(obj, [])]
+    for _ in range(MAX_DEPTH + 1):
+        deeper = []
+        for node, parents in level:
+            for name, value in node.items():
+                if isinstance(value, dict):
+                    deeper.append((value, [*parents, (node, name)]))
+                elif isinstance(name, str) and _key(name) == key:
+                    del node[name]
+                    _prune(parents)
+                    return value
+        level = deeper
     return _MISSING
 
 
-def _take_at_depth(node: dict[str, Any], matches, depth: int, parents: list) -> Any:
-    if depth == 0:
-        for key, value in node.items():
-            if isinstance(key, str) and matches(key) and not isinstance(value, dict) \
-                    and (value not in ("", None) or not _has_filled_twin(node, key, matches)):
-                del node[key]
-                _prune(parents)
-                return value
-        return _MISSING
-    for key, value in list(node.items()):
-        if isinstance(value, dict):
-            hit = _take_at_depth(value, matches, depth - 1, [*parents, (node, key)])
-            if hit is not _MISSING:
-                return hit
-    return _MISSING
-
-
-def _has_filled_twin(node: dict[str, Any], key: str, matches) -> bool:
-    """Another field of the same meaning has a value (a form with both Phone and Телефон, one empty)."""
-    return any(k != key and isinstance(k, str) and matches(k) and v not in ("", None) and not isinstance(v, dict)
-               for k, v in node.items())
+def _copy(value: Any, depth: int) -> Any:
+    """The objects a mapping may change, copied (MAX_PATH levels); lists and deeper levels are shared."""
+    if depth <= 0 or not isinstance(value, dict):
+        return value
+    return {key: _copy(item, depth - 1) if isinstance(item, dict) else item for key, item in value.items()}
 
 
 def _find_key(node: dict[str, Any], name: str) -> str | None:
     if name in node:
         return name
-    wanted = header_key(name)
-    return next((key for key in node if isinstance(key, str) and header_key(key) == wanted), None)
+    wanted = _key(name)
+    return next((key for key in node if isinstance(key, str) and _key(key) == wanted), None)
 
 
 def _prune(parents: list) -> None:
