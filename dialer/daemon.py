@@ -483,7 +483,13 @@ class Daemon:
             app.include_router(extra)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.settings.http.host, self.http_port))
+        try:
+            sock.bind((self.settings.http.host, self.http_port))
+        except OSError as exc:  # port in use, address not on this host: one line, exit code 1
+            sock.close()
+            from kernel.errors import DialerError
+            raise DialerError(f"cannot listen for HTTP on {self.settings.http.host}:{self.http_port}: "
+                              f"{exc.strerror or exc} (set http.port or --port)") from None
         host, port = sock.getsockname()[:2]
         self.http_url = f"http://{host}:{port}"
         server = uvicorn.Server(server_config(app, host, port, log_level="warning"))

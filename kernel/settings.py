@@ -51,7 +51,7 @@ def one_of(*allowed: str) -> Check:
 def time_zone(value: Any) -> str | None:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a zone folder ("Europe")
         return "an IANA time zone name such as Europe/Moscow"
     return None
 
@@ -101,6 +101,26 @@ class IntakeSettings:
                                         between(0, 24 * 365))
     max_body_bytes: int = setting(65536, "Largest webhook body accepted, in bytes", between(1024, 10_000_000))
     csv_batch_size: int = setting(5000, "Rows per transaction in CSV import", between(1, 100_000))
+    # web forms (issue 16): site builders that only take a URL, and forms whose fields are not named like ours
+    query_token: bool = setting(False, "Also accept the token as ?token=... in the webhook URL (for site "
+                                       "builders that only let you paste a URL); it is never logged")
+    fields: dict = setting(default_factory=dict, check=lambda v: lead_field_mapping(v),
+                           help="Webhook field mapping: our field = their field name or dotted path, or a "
+                                "list of candidates (case-insensitive, the first one present wins)")
+
+
+LEAD_FIELD_NAMES = ("phone", "name", "order_number", "external_id", "product", "tag", "comment",
+                    "preferred_time", "timezone", "region", "source")
+
+
+def lead_field_mapping(value: Any) -> str | None:
+    for ours, theirs in value.items():
+        candidates = [theirs] if isinstance(theirs, str) else theirs
+        if ours not in LEAD_FIELD_NAMES or not isinstance(candidates, list) or not candidates \
+                or not all(isinstance(c, str) and c.strip() for c in candidates):
+            return ("a table of lead field (" + ", ".join(LEAD_FIELD_NAMES) + ") = their field name, "
+                    "dotted path or list of them")
+    return None
 
 
 @dataclass(frozen=True)
@@ -310,7 +330,14 @@ def _check_known_keys(data: Mapping[str, Any]) -> None:
     top = {f.name for f in dataclasses.fields(Settings)}
     for key, value in data.items():
         if key not in top:
-            raise SettingsError(f"unknown setting '{key}'; known: {', '.join(sorted(top))}")
+            homes = [f"[{name}] {key}" for name, cls in SECTIONS.items()
+                     if key in {f.name for f in dataclasses.fields(cls)}]
+            if homes:
+                raise SettingsError(f"unknown setting '{key}' at the top level: it belongs in a section, "
+                                    f"write it as {' or '.join(homes)}")
+            raise SettingsError(f"unknown setting '{key}' (top level, outside any [section]); known there: "
+                                f"{', '.join(sorted(top - set(SECTIONS)))}; sections: "
+                                f"{', '.join(f'[{name}]' for name in SECTIONS)}")
         if key in SECTIONS:
             if not isinstance(value, dict):
                 raise SettingsError(f"'{key}' must be a table ([{key}]) of settings")
@@ -349,7 +376,8 @@ def _from_string(info: SettingInfo, text: str) -> Any:
                 raise ValueError
             return value
     except ValueError:
-        raise SettingsError(f"{info.env}={text!r}: {info.key} must be {_type_words(info.type)}") from None
+        shown = "***" if info.secret else repr(text)  # a secret's value is never printed, even when wrong
+        raise SettingsError(f"{info.env}={shown}: {info.key} must be {_type_words(info.type)}") from None
     return text
 
 
@@ -403,14 +431,20 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
+    shown = "the value given (a secret, not shown)" if f.metadata.get("secret") else _hide_password(repr(value))
     if not ok:
-        raise SettingsError(f"{key} must be {_type_words(expected)}, got {value!r}")
+        raise SettingsError(f"{key} must be {_type_words(expected)}, got {shown}")
     check = f.metadata.get("check")
     if check is not None:
         allowed = check(value)
         if allowed is not None:
-            raise SettingsError(f"{key}: {value!r} is not allowed; expected {allowed}")
+            raise SettingsError(f"{key}: {shown} is not allowed; expected {allowed}")
     return value
+
+
+def _hide_password(text: str) -> str:
+    """A URL's password (postgresql://user:password@host) is a secret too."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def _field_type(f: dataclasses.Field) -> type:

@@ -84,7 +84,7 @@ def field_problems(lead: LeadIn) -> list[str]:
     if lead.timezone:
         try:
             ZoneInfo(lead.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a zone folder such as "Europe"
             problems.append(f"timezone {lead.timezone!r} is not an IANA time zone such as Asia/Vladivostok")
     return problems
 

@@ -55,6 +55,7 @@ class ScriptChoice:
     script: RenderedScript | None
     reason: str = ""
     problem: str | None = None       # why there is no script (catalog invalid, none fits)
+    words: str = ""                  # the reason, or the problem, in Russian: what the operator reads
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,14 @@ class ScriptBook:
     def choose(self, facts: LeadFacts, contact: int) -> ScriptChoice:
         catalog, problem = self.catalog()
         if catalog is None:
-            return ScriptChoice(None, problem=problem)
+            return ScriptChoice(None, problem=problem,
+                                words="каталог сценариев сейчас не читается; сообщите руководителю смены")
         try:
             choice = select_for_lead(catalog, facts, self.language, contact=contact)
         except NoScript as exc:
-            return ScriptChoice(None, problem=str(exc))
-        return ScriptChoice(render(choice.script, facts), choice.reason)
+            return ScriptChoice(None, problem=str(exc), words="для этой заявки в каталоге нет сценария, даже "
+                                                              "сценария по умолчанию; сообщите руководителю смены")
+        return ScriptChoice(render(choice.script, facts), choice.reason, words=choice.words)
 
 
 def display_phone(e164: str | None, raw: str | None) -> str:

@@ -179,7 +179,7 @@ def _script_section(card: CallCard) -> str:
     script: RenderedScript | None = choice.script
     if script is None:
         return (f'<section class="script" id="script"><h2>Сценарий</h2>'
-                f'<p class="error">Сценария нет: {h(choice.problem)}</p></section>')
+                f'<p class="error">Сценария нет: {h(choice.words or choice.problem)}</p></section>')
     stages = []
     for stage in script.stages:
         first, *others = stage.variants or ()
@@ -193,7 +193,7 @@ def _script_section(card: CallCard) -> str:
     missing = (f'<p class="warning">Нет данных для: {escape(", ".join(script.markers))}</p>' if script.markers else "")
     return (f'<section class="script" id="script" data-script="{escape(script.script_id, quote=True)}" '
             f'data-version="{script.version}"><h2 id="script-title">{h(script.title)}</h2>'
-            f'<p class="muted">Сценарий {h(script.script_id)}, версия {script.version}. {h(choice.reason)}</p>'
+            f'<p class="muted">Сценарий {h(script.script_id)}, версия {script.version}. {h(choice.words or choice.reason)}</p>'
             f'<p class="goal">{_lines(script.goal)}</p>{missing}{"".join(stages)}'
             f'<h3>Вопросы и возражения</h3>{faq or "<p class=muted>—</p>"}'
             f'<form id="gap-form" class="gap"><label>Вопрос клиента, на который в сценарии нет ответа'

@@ -68,6 +68,6 @@ def _zone(name: str) -> ZoneInfo:
 def _valid(name: str) -> bool:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a zone folder such as "Europe"
         return False
     return True

@@ -170,6 +170,9 @@ def _header_key(name: str) -> str:
     return _SEPARATORS.sub(" ", text).strip()
 
 
+header_key = _header_key  # the same comparison for web form field names (leads.sources.web_form)
+
+
 def _extra_names(columns: list[tuple[int, str]]) -> list[tuple[str, int]]:
     """Keys of `extra`: the header as written; an empty one is "column N", a repeated one gets " (2)"."""
     names: list[tuple[str, int]] = []
