@@ -873,18 +873,25 @@ def policy_show(ctx: typer.Context,
 
 
 @policy_app.command("set", context_settings={"ignore_unknown_options": True})
-def policy_set(ctx: typer.Context, key: str = typer.Argument(..., help="Policy key (see `dialer policy show`)"),
-               value: str = typer.Argument(..., help="New value, e.g. 5, 22:00, strict, "
-                                                     "new,callback,second_attempt,redial,follow_up"),
+def policy_set(ctx: typer.Context,
+               pairs: list[str] = typer.Argument(..., metavar="KEY VALUE [KEY VALUE]...",
+                                                 help="Policy key and new value, e.g. max_attempts 5; several "
+                                                      "pairs (or KEY=VALUE words) are applied as one change"),
                by: str = typer.Option("cli", "--by", help="Who changes it (kept in the audit)"),
-               comment: Optional[str] = typer.Option(None, "--comment", help="Why (kept with the version)")) -> None:
-    """Change one policy key; a bad key or value is refused (exit 2) and nothing changes."""
+               comment: Optional[str] = typer.Option(None, "--comment", help="Why (kept with the version, shown "
+                                                                             "by `policy history`)"),
+               allow_short_quiet_hours: bool = typer.Option(
+                   False, "--allow-short-quiet-hours",
+                   help="Accept quiet hours shorter than the legal 22:00-10:00 (never dialing over midnight)")) -> None:
+    """Change policy keys as one new version; a bad key or value is refused (exit 2) and nothing changes."""
     from leads.policy.store import change_policy
-    policy, records = change_policy(_ready_store(state(ctx)), {key: value}, by=by, now=clock.now(),
-                                    comment=comment)
+    from leads.policy.values import pairs_to_changes
+    changes = pairs_to_changes(pairs)
+    policy, records = change_policy(_ready_store(state(ctx)), changes, by=by, now=clock.now(),
+                                    comment=comment, allow_short_quiet_hours=allow_short_quiet_hours)
     if not records:
-        console.print(f"{key} is already {json.dumps(policy.values()[key], ensure_ascii=False)}; nothing changed "
-                      f"(version {policy.version})", highlight=False)
+        shown = ", ".join(f"{k} is already {json.dumps(policy.values()[k], ensure_ascii=False)}" for k in changes)
+        console.print(f"{shown}; nothing changed (version {policy.version})", highlight=False)
         return
     for r in records:
         console.print(f"[green]{r.key}[/green]: {json.dumps(r.old, ensure_ascii=False)} -> "
@@ -904,7 +911,7 @@ def policy_history_cmd(ctx: typer.Context,
     for row in rows:
         row["changed_at"] = _center_time(row["changed_at"], s.settings.center_timezone)
     render(rows, fmt.value, title="policy changes",
-           columns=["version", "changed_at", "changed_by", "key", "old", "new"])
+           columns=["version", "changed_at", "changed_by", "key", "old", "new", "comment"])
 
 
 @app.command("queue")

@@ -262,6 +262,28 @@ def _known(name: str) -> KeyInfo:
     return info
 
 
+def pairs_to_changes(words: list[str]) -> dict[str, str]:
+    """CLI words `KEY VALUE KEY VALUE ...` (or `KEY=VALUE ...`) as {key: text}; PolicyRefused if malformed."""
+    changes: dict[str, str] = {}
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if "=" in word:
+            name, text = word.split("=", 1)
+        elif rest:
+            name, text = word, rest.pop(0)
+        else:
+            raise PolicyRefused(f"policy key {word!r} has no value; give KEY VALUE pairs, e.g. max_attempts 5")
+        name = name.strip()
+        _known(name)
+        if name in changes:
+            raise PolicyRefused(f"policy key {name!r} is given twice in one change")
+        changes[name] = text
+    if not changes:
+        raise PolicyRefused("no policy key given; give KEY VALUE pairs, e.g. max_attempts 5")
+    return changes
+
+
 def check_values(values: Mapping[str, Any]) -> list[str]:
     """Every problem of a full set of values, each key's own check and the checks across keys."""
     problems = []
@@ -281,6 +303,38 @@ def check_values(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"cadence_min_gap_days ({merged['cadence_min_gap_days']}) is more than "
                         f"cadence_max_gap_days ({merged['cadence_max_gap_days']})")
     return problems
+
+
+LEGAL_QUIET_HOURS = ("22:00", "10:00")   # DESIGN §3: no calls from 22:00 to 10:00
+
+
+def night_problems(values: Mapping[str, Any], *, allow_short: bool = False) -> list[str]:
+    """A team lead's change of quiet hours that would call people at night (checked on change only).
+
+    Midnight must always be quiet (the dialing window lies inside one day: quiet_start after
+    quiet_end, or quiet_start 00:00). Unless `allow_short`, the quiet span must also cover the legal
+    22:00-10:00. Stored versions are not checked again: a policy set with --allow-short-quiet-hours
+    keeps loading.
+    """
+    merged = {**DEFAULTS.values(), **values}
+    start_text, end_text = merged["quiet_start"], merged["quiet_end"]
+    start, end = _time(start_text), _time(end_text)
+    if start <= end and start != time(0, 0):
+        return [f"quiet hours {start_text}-{end_text} leave dialing allowed overnight (from {end_text} through "
+                f"midnight to {start_text}); quiet hours must span the night, quiet_start in the evening and "
+                f"quiet_end in the morning, e.g. {'-'.join(LEGAL_QUIET_HOURS)}"]
+    legal_start, legal_end = (_time(t) for t in LEGAL_QUIET_HOURS)
+    if allow_short:
+        return []
+    problems = []
+    if start == time(0, 0) or start > legal_start:
+        problems.append(f"quiet_start {start_text} allows calls after {LEGAL_QUIET_HOURS[0]}")
+    if end < legal_end:
+        problems.append(f"quiet_end {end_text} allows calls before {LEGAL_QUIET_HOURS[1]}")
+    if problems:
+        return [f"quiet hours {start_text}-{end_text} are shorter than the legal {'-'.join(LEGAL_QUIET_HOURS)}: "
+                + "; ".join(problems) + ". Pass --allow-short-quiet-hours to set them anyway"]
+    return []
 
 
 def build_policy(values: Mapping[str, Any], version: int = 0) -> Policy:
