@@ -59,6 +59,8 @@ class AppState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config, overrides=self.overrides)
+            from leads.numbering.plan import use_file
+            use_file(self._settings.zones.registry_file or None)
         return self._settings
 
     def override(self, **values: Any) -> None:
@@ -844,6 +846,8 @@ operators_app = typer.Typer(help="Operators who take the dialed calls: interface
                             no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(operators_app, name="operators")
+from dialer.zones.cli import app as zones_app  # noqa: E402
+app.add_typer(zones_app, name="zones")
 
 
 def _center_time(value: Any, zone: str) -> Any:

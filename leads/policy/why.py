@@ -82,7 +82,7 @@ class Verdict:
 def evaluate(lead: LeadFacts, now: datetime, policy: Policy, center: ZoneInfo,
              available_operator_ids: AbstractSet[int] | None = None) -> Verdict:
     """Every rule applied to `lead` at `now`. `available_operator_ids`: None when unknown (views)."""
-    zones = lead_zones(lead.timezone, lead.phone_e164, policy.unknown_zone_rule)
+    zones = lead_zones(lead.timezone, lead.phone_e164, policy.unknown_zone_rule, lead.region)
     tier = tier_of(lead)
     blocks: list[Block] = []
     blocks += _status_blocks(lead)
@@ -201,12 +201,17 @@ def _quiet_blocks(lead: LeadFacts, now: datetime, policy: Policy, center: ZoneIn
             blocks.append(Block(Rule.QUIET_HOURS_LEAD,
                                 f"quiet hours in {len(quiet)} of the {len(zones.names)} zones the number may be "
                                 f"in ({shown}; unknown_zone_rule=strict) until {_local(until, center)}", until))
+        elif len(zones.names) > 1:
+            shown = ", ".join(zone.key for zone in quiet)
+            blocks.append(Block(Rule.QUIET_HOURS_LEAD,
+                                f"quiet hours in {len(quiet)} of the {len(zones.names)} zones of the lead's region "
+                                f"({shown}; {zones.source_words}) until {_local(until, center)}", until))
         else:
             zone = quiet[0]
-            source = "sent with the lead" if zones.source == ZoneSource.LEAD else "from the number"
             blocks.append(Block(Rule.QUIET_HOURS_LEAD,
-                                f"quiet hours in the lead's zone {zone.key} ({source}; {_clock(now, zone)} there) "
-                                f"until {_clock(until, zone)} local ({_local(until, center)})", until))
+                                f"quiet hours in the lead's zone {zone.key} ({zones.source_words}; "
+                                f"{_clock(now, zone)} there) until {_clock(until, zone)} local "
+                                f"({_local(until, center)})", until))
     if blocks and zones.zones and first_allowed(now, (center, *zones.zones), policy) is None:
         blocks.append(Block(Rule.NO_ALLOWED_TIME, "no time of day is outside quiet hours in the center and in "
                                                   "every zone the number may be in"))
