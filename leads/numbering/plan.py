@@ -65,7 +65,7 @@ class NumberingPlan:
             key = (r.region, r.operator)
             if key not in index:
                 index[key] = len(plan._places)
-                plan._places.append((r.region, r.operator, zones_of_region(r.region)))
+                plan._places.append((r.region, r.operator, _known_zones(zones_of_region(r.region))))
             plan._starts.append(r.start)
             plan._ends.append(r.end)
             plan._place.append(index[key])
@@ -156,7 +156,27 @@ def active_plan() -> NumberingPlan:
 
 def national_number(phone_e164: str) -> int | None:
     """+79143001234 -> 9143001234; None for a number outside Russia's +7 plan (Kazakhstan's +76/+77 included)."""
-    if len(phone_e164) != 12 or not phone_e164.startswith("+7") or phone_e164[2] in "67":
+    if len(phone_e164) != 12 or phone_e164[:2] != "+7" or phone_e164[2] in "67":
         return None
     digits = phone_e164[2:]
     return int(digits) if digits.isdigit() else None
+
+
+def zones_for_e164(phone_e164: str) -> tuple[str, ...]:
+    """The zones of the plan in use for an E.164 number; () when no range with a region holds it."""
+    national = national_number(phone_e164)
+    if national is None:
+        return ()
+    return (_plan or active_plan()).zones(national) or ()
+
+
+def _known_zones(names: tuple[str, ...]) -> tuple[str, ...]:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    known = []
+    for name in names:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        known.append(name)
+    return tuple(known)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from leads.numbering.plan import active_plan, national_number
+from leads.numbering.plan import active_plan, zones_for_e164
 from leads.numbering.regions import zones_of_region
 from leads.phone import zones_for_number
 
@@ -83,11 +83,7 @@ def _number_zones(phone_e164: str, unknown_rule: str, plan_id: int) -> LeadZones
     return LeadZones((), ZoneSource.CENTER)
 
 
-def registry_zones(phone_e164: str) -> tuple[str, ...]:
-    national = national_number(phone_e164)
-    if national is None:
-        return ()
-    return _valid_zones(active_plan().zones(national) or ())
+registry_zones = zones_for_e164   # the zones of the number's range in Russia's numbering plan
 
 
 @lru_cache(maxsize=65536)
