@@ -24,7 +24,7 @@ from kernel.clock import require_aware
 from kernel.db.engine import Database
 from kernel.db.models import PolicyChange, PolicyVersion
 from leads.policy.values import (DEFAULTS, KEYS, Policy, PolicyRefused, allowed_words, build_policy,
-                                 night_problems, parse_value)
+                                 night_problems, parse_value, spread_problems)
 
 log = logging.getLogger("leads.policy")
 
@@ -120,10 +120,13 @@ def change_policy(db: Database, changes: Mapping[str, str], *, by: str, now: dat
         changed = [name for name in parsed if old[name] != new[name]]
         if not changed:
             return before, []
+        problems = []
         if {"quiet_start", "quiet_end"} & set(changed):
-            problems = night_problems(new, allow_short=allow_short_quiet_hours)
-            if problems:
-                raise PolicyRefused("; ".join(problems))
+            problems += night_problems(new, allow_short=allow_short_quiet_hours)
+        if {"max_attempts", "max_attempts_per_day"} & set(changed):
+            problems += spread_problems(new)
+        if problems:
+            raise PolicyRefused("; ".join(problems))
         version = PolicyVersion(created_at=now, created_by=by, values=new, comment=comment)
         session.add(version)
         session.flush()
