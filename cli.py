@@ -868,12 +868,14 @@ def policy_show(ctx: typer.Context,
     from leads.policy.store import current_policy, describe_policy
     policy = current_policy(_ready_store(state(ctx)))
     rows = [asdict(k) for k in describe_policy(policy)]
+    from leads.policy.spread import plan_lines
     if fmt is TableOrJson.json:
-        sys.stdout.write(to_json({"version": policy.version, "keys": rows}) + "\n")
+        sys.stdout.write(to_json({"version": policy.version, "keys": rows, "retry_plan": plan_lines(policy)}) + "\n")
         return
     render(rows, "table", title=f"call policy, version {policy.version or 'defaults (not stored yet)'}",
            columns=["key", "value", "default", "meaning", "allowed"],
            styles=lambda row: "bold" if row["value"] != row["default"] else None)
+    console.print("retry plan (no answer every time):\n  " + "\n  ".join(plan_lines(policy)), highlight=False)
 
 
 @policy_app.command("set", context_settings={"ignore_unknown_options": True})

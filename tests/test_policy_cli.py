@@ -150,3 +150,13 @@ def test_given_malformed_pairs_then_exit_2_and_nothing_stored(db_file, args, wor
     refused = run(db_file, "policy", "set", *args)
     assert refused.returncode == 2 and words in " ".join(refused.stderr.split())
     assert stored(db_file)[0] == 1
+
+
+def test_given_policy_show_then_the_retry_plan_is_printed_and_changeable(db_file):
+    shown = run(db_file, "policy", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert "attempt 4: next day 10:00-13:00 local (morning), day 2" in shown.stdout
+    done = run(db_file, "policy", "set", "max_attempts_per_day", "2", "retry_day_parts", "10:00-14:00,14:00-22:00")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(run(db_file, "policy", "show", "--format", "json").stdout)["retry_plan"]
+    assert plan[2] == "attempt 3: next day 10:00-14:00 local (morning), day 2"

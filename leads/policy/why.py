@@ -147,19 +147,27 @@ def _dialing_blocks(lead: LeadFacts, now: datetime, policy: Policy, center: Zone
     return blocks
 
 
-def _retry_block(lead: LeadFacts, now: datetime, center: ZoneInfo) -> list[Block]:
+def explain_retry_plan(lead: LeadFacts, policy: Policy) -> str:
+    """Where the lead stands in the retry plan (spread.py), in words."""
+    parts = ", ".join(policy.retry_day_parts)
+    return (f"retry plan: attempt {lead.attempts_count + 1} of {policy.max_attempts}, at most "
+            f"{policy.max_attempts_per_day} a day, after no answer the next part of the customer's day ({parts})")
+
+
+def _retry_block(lead: LeadFacts, now: datetime, center: ZoneInfo, policy: Policy | None = None) -> list[Block]:
     if lead.next_attempt_at is None and lead.status == LeadStatus.RETRY:
         return [Block(Rule.RETRY_DELAY, "a retry without a scheduled time (next_attempt_at is empty): "
                                         "the dialer does not pick it; record the attempt's result")]
     if lead.next_attempt_at is None or lead.next_attempt_at <= now:
         return []
     after = f"after {lead.last_result}" if lead.last_result else "as scheduled"
-    return [Block(Rule.RETRY_DELAY, f"next attempt not before {_local(lead.next_attempt_at, center)} ({after})",
+    plan = f"; {explain_retry_plan(lead, policy)}" if policy is not None and lead.status == LeadStatus.RETRY else ""
+    return [Block(Rule.RETRY_DELAY, f"next attempt not before {_local(lead.next_attempt_at, center)} ({after}{plan})",
                   lead.next_attempt_at)]
 
 
 def _retry_and_cadence_blocks(lead: LeadFacts, now: datetime, policy: Policy, center: ZoneInfo) -> list[Block]:
-    blocks = _retry_block(lead, now, center)
+    blocks = _retry_block(lead, now, center, policy)
     window = contact_window(lead, policy, center)
     if window.earliest is not None and now < window.earliest:
         blocks.append(Block(Rule.CADENCE, f"cadence: contact {lead.contacts_count} was at "
