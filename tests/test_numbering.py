@@ -188,3 +188,31 @@ def test_given_a_newer_file_in_use_then_the_policy_reads_zones_from_it(tmp_path)
         use_file(None)
     assert lead_zones(None, UNALLOCATED, "center").source == ZoneSource.CENTER
     assert len(load_file(tmp_path / "p.csv.gz")) == 1
+
+
+# ---- garbage in: a clear refusal or an answer, never a traceback
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_property_any_bytes_as_a_registry_file_are_read_or_refused(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("fuzz") / "f.csv"
+    path.write_bytes(b"\xd0\x90\xd0\x92\xd0\xa1/ DEF;\xd0\x9e\xd1\x82;\xd0\x94\xd0\xbe;E;"
+                     + "Оператор;Регион\n".encode() + content)
+    try:
+        report = read_registry(path)
+    except RegistryFileRefused as exc:
+        assert str(exc)
+        return
+    assert all(r.start <= r.end and 9_999_999_999 >= r.end for r in report.ranges)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.text(max_size=20))
+def test_property_any_region_text_or_phone_gives_zones_or_nothing(region, phone):
+    zones = lead_zones(None, phone or None, "center", region=region)
+    assert all(isinstance(z, str) for z in zones.names)
+    assert national_number(phone) is None or 0 <= national_number(phone) < 10**10

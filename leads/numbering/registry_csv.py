@@ -46,9 +46,20 @@ def _header_key(name: str) -> str:
 def read_registry(path: Path) -> ReadReport:
     """Every range of one official CSV; rows that are not a range are reported, not guessed."""
     try:
+        return _read(path)
+    except csv.Error as exc:
+        raise RegistryFileRefused(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _read(path: Path) -> ReadReport:
+    try:
         text = _text(path)
     except OSError as exc:
         raise RegistryFileRefused(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise RegistryFileRefused(f"{path}: neither UTF-8 nor Windows-1251 text") from None
+    if "\x00" in text:
+        raise RegistryFileRefused(f"{path}: binary data, not a CSV text")
     reader = csv.reader(io.StringIO(text), delimiter=";")
     header = [_header_key(h) for h in next(reader, [])]
     missing = [c for c in (CODE, FROM, TO, "Оператор", "Регион") if c not in header]
