@@ -158,14 +158,16 @@ def test_given_result_then_lead_updated_lease_released_and_a_second_report_chang
 
 def test_given_max_attempts_then_lead_closed_unreachable(db):
     seed(db)
-    change_policy(db, {"max_attempts": "2"}, by="test", now=NOON)
+    # issue 12: two attempts need a cap of one a day (spread over two days); the second is the next morning
+    change_policy(db, {"max_attempts": "2", "max_attempts_per_day": "1"}, by="test", now=NOON)
     store(db, lead(1, NOON - timedelta(minutes=2)))
     first = claim(db)
     result(db, first.attempt_id, "no_answer", NOON)
-    second = claim(db, NOON + timedelta(minutes=30))
-    closed = result(db, second.attempt_id, "no_answer", NOON + timedelta(minutes=31))
-    assert (closed.lead_status, closed.close_reason) == ("closed", "unreachable")
     assert claim(db, NOON + timedelta(hours=3)) is None
+    second = claim(db, moscow(2026, 11, 24, 10, 0))
+    closed = result(db, second.attempt_id, "no_answer", moscow(2026, 11, 24, 10, 1))
+    assert (closed.lead_status, closed.close_reason) == ("closed", "unreachable")
+    assert claim(db, moscow(2026, 11, 25, 12, 0)) is None
 
 
 def test_given_connected_then_contact_counted_and_next_contact_tomorrow(db):
