@@ -160,3 +160,15 @@ def test_given_policy_show_then_the_retry_plan_is_printed_and_changeable(db_file
     assert done.returncode == 0, done.stderr
     plan = json.loads(run(db_file, "policy", "show", "--format", "json").stdout)["retry_plan"]
     assert plan[2] == "attempt 3: next day 10:00-14:00 local (morning), day 2"
+
+
+def test_given_a_vladivostok_mobile_then_why_and_queue_show_its_zone_from_the_numbering_plan(db_file):
+    noon = moscow(2026, 11, 23, 12, 0)
+    db = Database(f"sqlite:///{db_file}")
+    store(db, lead(1, noon - timedelta(minutes=2), phone="+79147001234"))
+    db.dispose()
+    why = json.loads(run(db_file, "why", "1", "--at", "2026-11-23T16:00", "--format", "json").stdout)
+    assert (why["zones"], why["zone_source"]) == (["Asia/Vladivostok"], "registry")
+    assert [b["rule"] for b in why["blocks"]] == ["quiet_hours_lead"]    # 23:00 in Vladivostok
+    queue = json.loads(run(db_file, "queue", "--at", "2026-11-23T12:00", "--format", "json").stdout)
+    assert queue[0]["zone"] == "Asia/Vladivostok (numbering plan)"
