@@ -60,6 +60,8 @@ class AppState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config, overrides=self.overrides)
+            from leads.numbering.plan import use_file
+            use_file(self._settings.zones.registry_file or None)
         return self._settings
 
     def override(self, **values: Any) -> None:
@@ -874,6 +876,8 @@ operators_app = typer.Typer(help="Operators who take the dialed calls: interface
                             no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(operators_app, name="operators")
+from dialer.zones.cli import app as zones_app  # noqa: E402
+app.add_typer(zones_app, name="zones")
 
 
 def _center_time(value: Any, zone: str) -> Any:
@@ -903,27 +907,36 @@ def policy_show(ctx: typer.Context,
     from leads.policy.store import current_policy, describe_policy
     policy = current_policy(_ready_store(state(ctx)))
     rows = [asdict(k) for k in describe_policy(policy)]
+    from leads.policy.spread import plan_lines
     if fmt is TableOrJson.json:
-        sys.stdout.write(to_json({"version": policy.version, "keys": rows}) + "\n")
+        sys.stdout.write(to_json({"version": policy.version, "keys": rows, "retry_plan": plan_lines(policy)}) + "\n")
         return
     render(rows, "table", title=f"call policy, version {policy.version or 'defaults (not stored yet)'}",
            columns=["key", "value", "default", "meaning", "allowed"],
            styles=lambda row: "bold" if row["value"] != row["default"] else None)
+    console.print("retry plan (no answer every time):\n  " + "\n  ".join(plan_lines(policy)), highlight=False)
 
 
 @policy_app.command("set", context_settings={"ignore_unknown_options": True})
-def policy_set(ctx: typer.Context, key: str = typer.Argument(..., help="Policy key (see `dialer policy show`)"),
-               value: str = typer.Argument(..., help="New value, e.g. 5, 22:00, strict, "
-                                                     "new,callback,second_attempt,redial,follow_up"),
+def policy_set(ctx: typer.Context,
+               pairs: list[str] = typer.Argument(..., metavar="KEY VALUE [KEY VALUE]...",
+                                                 help="Policy key and new value, e.g. max_attempts 5; several "
+                                                      "pairs (or KEY=VALUE words) are applied as one change"),
                by: str = typer.Option("cli", "--by", help="Who changes it (kept in the audit)"),
-               comment: Optional[str] = typer.Option(None, "--comment", help="Why (kept with the version)")) -> None:
-    """Change one policy key; a bad key or value is refused (exit 2) and nothing changes."""
+               comment: Optional[str] = typer.Option(None, "--comment", help="Why (kept with the version, shown "
+                                                                             "by `policy history`)"),
+               allow_short_quiet_hours: bool = typer.Option(
+                   False, "--allow-short-quiet-hours",
+                   help="Accept quiet hours shorter than the legal 22:00-10:00 (never dialing over midnight)")) -> None:
+    """Change policy keys as one new version; a bad key or value is refused (exit 2) and nothing changes."""
     from leads.policy.store import change_policy
-    policy, records = change_policy(_ready_store(state(ctx)), {key: value}, by=by, now=clock.now(),
-                                    comment=comment)
+    from leads.policy.values import pairs_to_changes
+    changes = pairs_to_changes(pairs)
+    policy, records = change_policy(_ready_store(state(ctx)), changes, by=by, now=clock.now(),
+                                    comment=comment, allow_short_quiet_hours=allow_short_quiet_hours)
     if not records:
-        console.print(f"{key} is already {json.dumps(policy.values()[key], ensure_ascii=False)}; nothing changed "
-                      f"(version {policy.version})", highlight=False)
+        shown = ", ".join(f"{k} is already {json.dumps(policy.values()[k], ensure_ascii=False)}" for k in changes)
+        console.print(f"{shown}; nothing changed (version {policy.version})", highlight=False)
         return
     for r in records:
         console.print(f"[green]{r.key}[/green]: {json.dumps(r.old, ensure_ascii=False)} -> "
@@ -943,7 +956,7 @@ def policy_history_cmd(ctx: typer.Context,
     for row in rows:
         row["changed_at"] = _center_time(row["changed_at"], s.settings.center_timezone)
     render(rows, fmt.value, title="policy changes",
-           columns=["version", "changed_at", "changed_by", "key", "old", "new"])
+           columns=["version", "changed_at", "changed_by", "key", "old", "new", "comment"])
 
 
 @app.command("queue")

@@ -227,6 +227,14 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class ZonesSettings:
+    # numbering plan (issue 12): where `dialer zones update` keeps a newer registry table
+    registry_file: str = setting("", "Numbering-plan table written by `dialer zones update` (gzip CSV) and used "
+                                     "for the lead's zone; empty or missing file: the snapshot shipped with "
+                                     "the dialer")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -243,6 +251,7 @@ class Settings:
     alerts: AlertSettings = setting(default_factory=AlertSettings)
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
+    zones: ZonesSettings = setting(default_factory=ZonesSettings)         # numbering plan (issue 12)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -250,6 +259,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
+    "zones": ZonesSettings,
 }
 
 

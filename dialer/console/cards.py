@@ -82,6 +82,8 @@ class CallCard:
     history: tuple[PastCall, ...] = ()
     disposition: DispositionSummary | None = None
     script: ScriptChoice = ScriptChoice(None)
+    customer_zones: tuple[str, ...] = ()   # the zone(s) whose quiet hours apply to the lead (issue 12)
+    zone_source: str | None = None         # where they come from, in the operator's words
 
 
 def owns_call(call_operator_id: int | None, call_interface: str | None, operator_id: int | None,
@@ -192,8 +194,20 @@ def load_call_card(db: Database, attempt_id: int, scripts: ScriptBook, operator_
                     product=lead.product, source=lead.source, received_at=lead.received_at, comment=lead.comment,
                     preferred_time=lead.preferred_time, region=lead.region, timezone=lead.timezone,
                     extra=dict(lead.extra or {}), contact_number=facts.contact_number, history=history,
-                    disposition=_summary(this))
+                    disposition=_summary(this), **_customer_zone(lead))
     return CallCard(**card, script=scripts.choose(facts, facts.contact_number))
+
+
+_ZONE_SOURCE_WORDS = {"lead": "указан в заявке", "region": "по региону из заявки", "registry": "по плану нумерации",
+                      "number": "по номеру"}
+
+
+def _customer_zone(lead: Lead) -> dict[str, Any]:
+    from leads.policy.zones import lead_zones
+    zones = lead_zones(lead.timezone, lead.phone_e164, "center", lead.region)
+    if not zones.known:
+        return {"customer_zones": (), "zone_source": "неизвестен"}
+    return {"customer_zones": zones.names, "zone_source": _ZONE_SOURCE_WORDS.get(zones.source, zones.source)}
 
 
 def open_call_of(db: Database, operator_id: int, interface: str | None, now: datetime) -> int | None:

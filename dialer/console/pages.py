@@ -130,6 +130,14 @@ def call_card(card: CallCard, zone: ZoneInfo, now: datetime, center_zone_name: s
             f"{_script_section(card)}</article>")
 
 
+def _zone_text(card: CallCard, now: datetime) -> str:
+    """The customer's zone and local time (issue 12), and where the zone comes from."""
+    if not card.customer_zones:
+        return escape(f"{card.timezone or 'неизвестен'} ({card.zone_source or 'неизвестен'})")
+    local = ", ".join(f"{name} — {now.astimezone(ZoneInfo(name)):%H:%M}" for name in card.customer_zones)
+    return escape(f"{local} ({card.zone_source})")
+
+
 def _lead_section(card: CallCard, zone: ZoneInfo, now: datetime) -> str:
     rows = [("Телефон", f'<span id="lead-phone">{h(card.phone)}</span>'),
             ("Заказ", f'<span id="lead-order">{h(card.order_number)}</span>'),
@@ -137,10 +145,10 @@ def _lead_section(card: CallCard, zone: ZoneInfo, now: datetime) -> str:
             ("Источник", h(card.source)),
             ("Заявка получена", f"{when(card.received_at, zone)} <span class=\"muted\">"
                                 f"({escape(ago(card.received_at, now))})</span>")]
-    for label, value in (("Удобное время", card.preferred_time), ("Регион", card.region),
-                         ("Часовой пояс", card.timezone)):
+    for label, value in (("Удобное время", card.preferred_time), ("Регион", card.region)):
         if value:
             rows.append((label, h(value)))
+    rows.append(("Часовой пояс клиента", f'<span id="lead-zone">{_zone_text(card, now)}</span>'))
     rows += [(escape(str(key)), h(value)) for key, value in card.extra.items() if key != "language"]
     if card.comment:
         rows.append(("Комментарий клиента", f'<span class="comment">{h(card.comment)}</span>'))
