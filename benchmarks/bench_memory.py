@@ -153,7 +153,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder, scratch_database(args.db, folder, "dialer_mem") as url:
             db = Database(url)
             upgrade(db)
-            took = fill(db, size, NOW) if size else 0.0
+            took = fill(db, size, NOW, pg_fill="sql") if size else 0.0
             db.dispose()
             figures = daemon_memory(url, args.seconds, args.operators)
             print(f"  daemon, {size:>10,} leads (filled in {took:5.0f} s): RSS at start {figures['start']:6.1f} MB,"

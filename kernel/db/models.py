@@ -78,6 +78,8 @@ class Lead(Base):
         Index("ix_leads_status_attempts_next", "status", "attempts_count", "next_attempt_at"),  # retries
         Index("ix_leads_status_callback", "status", "callback_at"),                    # callbacks due
         Index("ix_leads_status_contact", "status", "last_contact_at"),                 # follow-ups by cadence
+        Index("ix_leads_status_attempts_contact", "status", "attempts_count", "last_contact_at"),  # variant 2
+        Index("ix_leads_status_attempts_callback", "status", "attempts_count", "callback_at"),    # variant 2
         UniqueConstraint("source", "source_item_id", name="uq_leads_source_item"),
     )
 
