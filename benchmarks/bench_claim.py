@@ -125,7 +125,7 @@ FROM (
   SELECT *,
          CASE status WHEN 'retry' THEN 1 + floor(u1 * 6) WHEN 'callback' THEN 1 + floor(u1 * 4)
                      WHEN 'closed' THEN 1 + floor(u1 * 7) ELSE 0 END::int AS attempts,
-         CASE WHEN status = 'callback' OR (status = 'retry' AND u3 < 0.2) THEN 1 ELSE 0 END AS contacts,
+         CASE WHEN status = 'callback' OR (status = 'retry' AND u5 < 0.2) THEN 1 ELSE 0 END AS contacts,
          CASE status WHEN 'new' THEN :now - interval '1 hour' * (u2 * 14)
                      WHEN 'retry' THEN :now - interval '1 hour' * (1 + u2 * 71)
                      WHEN 'callback' THEN :now - interval '1 day' * (1 + u2 * 4)
@@ -138,7 +138,8 @@ FROM (
                                                          10 - length(prefix), '0')
               ELSE '+79' || lpad(floor(random() * 1e9)::bigint::text, 9, '0') END AS phone
   FROM (
-    SELECT g AS id, random() AS u1, random() AS u2, random() AS u3, random() AS u4, random() AS zone_r,
+    SELECT g AS id, random() AS u1, random() AS u2, random() AS u3, random() AS u4, random() AS u5,
+           random() AS zone_r,
            random() < 0.1 AS landline,
            (ARRAY['4232', '4012', '383', '495', '343'])[1 + floor(random() * 5)::int] AS prefix,
            CASE WHEN r < 0.78 THEN 'closed' WHEN r < 0.81 THEN 'invalid' WHEN r < 0.86 THEN 'duplicate'
