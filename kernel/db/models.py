@@ -29,9 +29,10 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
 
 
-# The claim's follow-up candidates (retries after a conversation); the claim writes these constants
-# into its SQL (leads/policy/candidates.py) so that the planners can use the partial index.
+# The claim's follow-ups (retries after a conversation) and callbacks; the claim writes these constants
+# into its SQL (leads/policy/candidates.py) so that the planners can use the partial indexes.
 FOLLOW_UPS = "status = 'retry' AND contacts_count > 0"
+CALLBACKS = "status = 'callback'"
 
 
 class Lead(Base):
@@ -86,7 +87,8 @@ class Lead(Base):
         # variant 2, one bucket per attempt count (migration 0018_scale):
         Index("ix_leads_follow_ups", "attempts_count", "last_contact_at", "id",
               postgresql_where=text(FOLLOW_UPS), sqlite_where=text(FOLLOW_UPS)),
-        Index("ix_leads_status_attempts_callback", "status", "attempts_count", "callback_at", "id"),
+        Index("ix_leads_callbacks", "attempts_count", "callback_at", "id",
+              postgresql_where=text(CALLBACKS), sqlite_where=text(CALLBACKS)),
         UniqueConstraint("source", "source_item_id", name="uq_leads_source_item"),
     )
 

@@ -122,7 +122,9 @@ def _callbacks(*where: ColumnElement[bool]) -> Source:
     # A retry delay holds a callback back only when it comes from an attempt made for this callback.
     delay_over = or_(_T.next_attempt_at.is_(None), _T.next_attempt_at <= NOW, _T.last_attempt_at.is_(None),
                      _T.last_attempt_at < _T.callback_at)
-    return Source((_T.status == LeadStatus.CALLBACK.value, *where, _T.callback_at <= NOW, delay_over),
+    # The status written into the SQL: the callbacks' partial index (migration 0018_scale) needs it.
+    return Source((_T.status == literal(LeadStatus.CALLBACK.value, literal_execute=True), *where,
+                   _T.callback_at <= NOW, delay_over),
                   (_T.callback_at, _T.id), lambda lead: lead.callback_at)
 
 
