@@ -473,6 +473,8 @@ def _read_in_worker(options: _ReadOptions, default_region: str) -> Iterator[Any]
                 continue
             if isinstance(event, BaseException):
                 raise event
+            if isinstance(event, _Packed):
+                event = event.unpack()
             yield event
             if isinstance(event, _Finished):
                 return
@@ -489,13 +491,31 @@ def _worker(options: _ReadOptions, default_region: str, queue: Any) -> None:
             reader = _Reader(stream, os.fstat(stream.fileno()).st_size, options)
             for event in reader.events():
                 if isinstance(event, _Batch):
-                    event = _Batch(event.leads, event.line, [_normalized(lead.phone, default_region)
-                                                             for lead in event.leads])
+                    event = _Packed.pack(event, [_normalized(lead.phone, default_region) for lead in event.leads])
                 queue.put(event)
     except DialerError as exc:
         queue.put(exc)
     except Exception as exc:   # noqa: BLE001 - reported in the importing process, with its reason
         queue.put(ImportStopped(f"{options.name}: the file could not be read: {type(exc).__name__}: {exc}"))
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """A _Batch as plain tuples: unpickling 5,000 frozen dataclasses took half the storing process's
+    CPU; tuples of strings unpickle ~10 times faster and the objects are rebuilt in one pass."""
+
+    leads: list[tuple]
+    line: int
+    phones: list[tuple[str | None, str | None]]   # (e164, extension), or (None, the reason it is invalid)
+
+    @staticmethod
+    def pack(batch: _Batch, phones: list[Phone | InvalidPhone]) -> "_Packed":
+        return _Packed([tuple(lead.__dict__.values()) for lead in batch.leads], batch.line,
+                       [(p.e164, p.extension) if isinstance(p, Phone) else (None, p.reason) for p in phones])
+
+    def unpack(self) -> _Batch:
+        return _Batch([LeadIn(*values) for values in self.leads], self.line,
+                      [Phone(e164, extra) if e164 is not None else InvalidPhone(extra) for e164, extra in self.phones])
 
 
 def _normalized(raw: str | None, region: str) -> Phone | InvalidPhone:
