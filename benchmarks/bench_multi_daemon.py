@@ -26,7 +26,6 @@ import argparse
 import itertools
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,7 +148,8 @@ def run(count: int, args: argparse.Namespace, serial: itertools.count) -> dict:
                 wait_http(base, process, timeout=120)
             time.sleep(2)   # the daemons read their PBX's queue status (operators) once connected
             cpu_before = [process_cpu(p.pid) for p, _ in daemons]
-            clients = [httpx.Client(base_url=base, headers={"X-Dialer-Token": TOKEN}, timeout=60) for _, base in daemons]
+            clients = [httpx.Client(base_url=base, headers={"X-Dialer-Token": TOKEN}, timeout=60)
+                       for _, base in daemons]
             with DatabaseWatch(make_db_name(url)) as watch:
                 # 1. backlog
                 backlog_ids = post_backlog(clients, args.backlog, serial)
