@@ -64,7 +64,7 @@ def cpu_seconds(pid: int) -> float:
 def env_for(db_url: str, ami_port: int | None = None) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "DIALER_DB_URL": db_url,
            "DIALER_INTAKE_TOKEN": TOKEN, "DIALER_LOG_LEVEL": "WARNING", "DIALER_DAEMON_ID": "bench-memory",
-           "DIALER_DIAL_NUMBER_FORMAT": "e164", "DIALER_DIAL_WRAPUP_LIMIT_SECONDS": "1"}   # no console: free again
+           "DIALER_DIAL_NUMBER_FORMAT": "e164", "DIALER_DIAL_WRAPUP_LIMIT_SECONDS": "5"}   # no console: free again
     if ami_port is not None:
         env.update({"DIALER_AMI_PORT": str(ami_port), "DIALER_AMI_SECRET": "dialer-secret"})
     return env
