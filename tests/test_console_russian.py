@@ -52,7 +52,9 @@ def card_html(db, book) -> tuple[str, set[str]]:
     add_attempt(db, lead_id, NOW - timedelta(hours=1), result="busy", attempt_no=1)
     call = add_attempt(db, lead_id, NOW, operator_id=operator, attempt_no=2)
     card = load_call_card(db, call, book, "Анна")
-    data = {card.phone or "", card.order_number or "", card.source or "", "RUB", "Europe/Moscow"}
+    # IANA zone ids are identifiers (data), like the phone: the customer's zone(s) shown on the card too.
+    data = {card.phone or "", card.order_number or "", card.source or "", "RUB", "Europe/Moscow",
+            *card.customer_zones}
     if card.script.script is not None:
         data.add(card.script.script.script_id)
     return pages.call_card(card, MOSCOW, NOW, "Europe/Moscow"), {d for d in data if d}
