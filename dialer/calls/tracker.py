@@ -68,6 +68,17 @@ class AttemptUpdate:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class KnownFacts:
+    """What the store already holds about a call (learned before a restart or a reconnect)."""
+
+    answered: bool = False
+    connected: bool = False
+    operator_interface: str | None = None
+    uniqueid: str | None = None
+    hangup_cause: int | None = None
+
+
 @dataclass(slots=True)
 class _Call:
     attempt_id: int
@@ -146,14 +157,24 @@ class CallTracker:
     # ------------------------------------------------------------------ what the daemon did
 
     def track(self, attempt_id: int, *, action_id: str, at: datetime, channel_id: str | None = None,
-              lead_id: int | str | None = None, state: AttemptState = AttemptState.CLAIMED) -> None:
-        """Start following an attempt; call it BEFORE sending the Originate (events may beat the reply)."""
+              lead_id: int | str | None = None, state: AttemptState = AttemptState.CLAIMED,
+              known: KnownFacts | None = None) -> None:
+        """Start following an attempt; call it BEFORE sending the Originate (events may beat the reply).
+
+        `known`: facts stored before (adopting a call after a restart): the result builds on them, so
+        a call an operator already took ends `connected` however little is learned afterwards.
+        """
         if attempt_id in self._calls:
             raise ValueError(f"attempt {attempt_id} is already tracked")
         if action_id in self._by_action:
             raise ValueError(f"ActionID {action_id!r} already belongs to attempt "
                              f"{self._by_action[action_id].attempt_id}")
         call = _Call(attempt_id, action_id, channel_id, None if lead_id is None else str(lead_id), state, at)
+        if known is not None:
+            call.answered, call.connected = known.answered or known.connected, known.connected
+            call.operator_interface, call.uniqueid = known.operator_interface, known.uniqueid
+            call.hangup_cause = known.hangup_cause
+            call.originate_seen = call.originate_seen or known.answered or known.connected
         self._calls[attempt_id] = call
         self._by_action[action_id] = call
         if channel_id:
