@@ -1,0 +1,289 @@
+"""The daemon under faults, counted from the store and from the simulated PBX's own record.
+
+Each test breaks something real (another process holding SQLite's write lock, a PostgreSQL server
+stopped with pg_ctl, the AMI connection cut by a TCP proxy, the daemon killed) while calls are in
+progress, then counts what was lost, recorded `unknown`, double-dialed or left open. The daemon's
+logs are not evidence; its process (task) staying alive is checked directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import pytest
+from sqlalchemy import event, select
+
+from dialer.pbx_sim.operators import OperatorSpec
+from kernel.db.engine import Database
+from kernel.db.migrate import upgrade
+from kernel.db.models import Lead
+from tests.daemon_harness import (TOKEN, attempts, daemon_settings, free_port, make_pbx, moscow_day_clock,
+                                  post_leads, running_daemon, wait_until)
+from tests.fault_counts import count
+
+pytestmark = pytest.mark.timeout(180)
+
+OPERATORS = [OperatorSpec("PJSIP/op1", "Анна", talk=3, wrapup=0.5, ring=0.5),
+             OperatorSpec("PJSIP/op2", "Иван", talk=3, wrapup=0.5, ring=0.5),
+             OperatorSpec("PJSIP/op3", "Ольга", talk=3, wrapup=0.5, ring=0.5)]
+
+# Customers whose calls last a few wall seconds at the harness' 10x speed, so a fault lands mid-call.
+RULES = [{"pattern": r"\+7915.*1", "outcome": "answer", "after": 2, "talk": 25},
+         {"pattern": r"\+7915.*2", "outcome": "busy", "after": 8},
+         {"pattern": r"\+7915.*3", "outcome": "no_answer"},
+         {"pattern": r"\+7915.*4", "outcome": "reject", "after": 10},
+         {"pattern": r"\+7915.*", "outcome": "answer", "after": 3, "talk": 15}]
+
+
+def _phones(prefix: str, n: int) -> list[str]:
+    return [f"+7915{prefix}{i:06d}" for i in range(1, n + 1)]
+
+
+async def _post_one(url: str, phone: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=15) as client:
+        return await client.post(f"{url}/leads", json={"phone": phone, "name": "Сбой Тестович"},
+                                 headers={"X-Dialer-Token": TOKEN})
+
+
+async def _health(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=15) as client:
+        return await client.get(f"{url}/health")
+
+
+def _in_progress(db: Database) -> int:
+    return sum(a.state in ("ringing", "answered", "connected", "originated") for a in attempts(db))
+
+
+async def _ride_out(db: Database, url: str, fault_on, fault_off, *, phones: list[str], during_outage):
+    """Post leads, break the store while calls are up, check what the webhook/health say, repair."""
+    pbx = make_pbx(RULES, OPERATORS)
+    port = await pbx.start()
+    settings = daemon_settings(url, port)
+    try:
+        async with running_daemon(settings, db, moscow_day_clock()) as daemon:
+            answers = await post_leads(daemon.http_url, [{"phone": p, "name": "Клиент"} for p in phones])
+            accepted = {a["lead_id"] for a in answers}
+            await wait_until(lambda: _in_progress(db) >= 2, 30, what="calls in progress")
+            await fault_on()
+            try:
+                await during_outage(daemon)
+            finally:
+                await fault_off()
+            await wait_until(lambda: all(a.state == "ended" for a in attempts(db))
+                             and {a.lead_id for a in attempts(db)} >= accepted, 90,
+                             what="every call to be settled after the store came back")
+            await wait_until(lambda: not pbx._calls, 30, what="the PBX to have no call left")
+            await wait_until(lambda: all(a.state == "ended" for a in attempts(db)), 30, what="the last results")
+            assert daemon.failure is None
+            health = await _health(daemon.http_url)
+            assert health.status_code == 200 and health.json()["daemon"]["store"]["ok"] is True, health.text
+    finally:
+        await pbx.stop()
+    return pbx, accepted
+
+
+async def _expect_503_with_reason(daemon) -> None:
+    """While the store is down: the webhook says 503 + Retry-After, /health says why (never refused)."""
+    response = await _post_one(daemon.http_url, "+79150099999")
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) > 0
+    assert "retry" in response.json()["error"]
+
+    async def degraded():
+        body = (await _health(daemon.http_url)).json()
+        return body if not body["daemon"]["store"]["ok"] else None
+    deadline = time.monotonic() + 20
+    body = None
+    while time.monotonic() < deadline and body is None:
+        body = await degraded()
+        await asyncio.sleep(0.1)
+    assert body is not None, "health never reported the store outage"
+    assert any("store unavailable" in reason for reason in body["daemon"]["degraded"]), body
+    assert body["status"] in ("degraded", "error")
+
+
+def _assert_nothing_lost(db: Database, pbx, accepted: set[int]) -> None:
+    counts = count(db, pbx.call_log)
+    assert counts.pbx_calls >= len(accepted)
+    assert counts.problems() == {}, counts
+    with db.read() as session:
+        stored = set(session.scalars(select(Lead.id)))
+    assert accepted <= stored
+
+
+# ------------------------------------------------------------------ SQLite write lock
+
+def test_given_sqlite_write_lock_held_past_busy_timeout_when_calls_end_then_daemon_waits_and_stores_each_result(
+        tmp_path):
+    path = tmp_path / "dialer.db"
+    url = f"sqlite:///{path}"
+    db = Database(url)
+    upgrade(db)
+
+    @event.listens_for(db.engine, "connect")
+    def _short_busy_timeout(dbapi_connection, _record):   # so a 4 s lock is "past the busy timeout"
+        dbapi_connection.execute("PRAGMA busy_timeout=300")
+    db.engine.dispose()
+    holder: dict[str, subprocess.Popen] = {}
+    script = ("import sqlite3, sys, time\n"
+              "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+              "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(float(sys.argv[2]))\n"
+              "c.execute('COMMIT')\n")
+
+    async def lock():
+        holder["p"] = subprocess.Popen([sys.executable, "-c", script, str(path), "4"], stdout=subprocess.PIPE,
+                                       text=True)
+        assert (await asyncio.to_thread(holder["p"].stdout.readline)).strip() == "locked"
+
+    async def unlock():
+        await asyncio.to_thread(holder["p"].wait, 30)
+
+    pbx, accepted = asyncio.run(_ride_out(db, url, lock, unlock, phones=_phones("1", 8),
+                                          during_outage=_expect_503_with_reason))
+    _assert_nothing_lost(db, pbx, accepted)
+    db.dispose()
+
+
+# ------------------------------------------------------------------ PostgreSQL stopped
+
+def _pg_bin() -> str | None:
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(os.path.join(candidate, "pg_ctl")) and os.path.exists(os.path.join(candidate, "initdb")):
+            return candidate
+    found = shutil.which("pg_ctl")
+    return os.path.dirname(found) if found and shutil.which("initdb") else None
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster this test may stop and start (never the shared server)."""
+
+    def __init__(self, bin_dir: str) -> None:
+        self.bin = bin_dir
+        self.dir = tempfile.mkdtemp(prefix="dialer-faults-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        command = list(args)
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=timeout)
+
+    def init(self) -> None:
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres")
+        self._run(f"{self.bin}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync",
+                  "-E", "UTF8", "--locale=C.UTF-8")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(f"{self.bin}/pg_ctl", "-D", self.data, "-o", options, "-l", os.path.join(self.dir, "log"),
+                  "-w", "start")
+
+    def stop(self) -> None:
+        self._run(f"{self.bin}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_pg():
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("no initdb/pg_ctl on this machine (postgresql server binaries): cannot stop a private server")
+    if os.geteuid() == 0:
+        try:
+            import pwd
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a 'postgres' OS user to own a private cluster")
+    server = PrivatePostgres(bin_dir)
+    try:
+        server.init()
+        server.start()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        server.destroy()
+        pytest.skip(f"could not start a private PostgreSQL: {exc}")
+    yield server
+    server.destroy()
+
+
+def test_given_postgresql_stopped_mid_run_when_it_starts_again_then_daemon_resumes_and_loses_no_result(private_pg):
+    db = Database(private_pg.url)
+    upgrade(db)
+
+    async def stop():
+        await asyncio.to_thread(private_pg.stop)
+
+    async def start():
+        await asyncio.sleep(2)   # calls keep ending while the server is down
+        await asyncio.to_thread(private_pg.start)
+
+    pbx, accepted = asyncio.run(_ride_out(db, private_pg.url, stop, start, phones=_phones("2", 8),
+                                          during_outage=_expect_503_with_reason))
+    _assert_nothing_lost(db, pbx, accepted)
+    db.dispose()
+
+
+# ------------------------------------------------------------------ an Originate that never reached Asterisk
+
+def test_given_originate_not_sent_because_ami_is_gone_then_it_is_not_an_attempt_and_the_lead_is_dialed_after_reconnect(
+        db, monkeypatch):
+    """The connection drops between the claim and the Originate: the adapter refuses to send
+    (AmiNotConnected, what it raises with no live connection). Asterisk never heard of that call (the
+    PBX's log has none for it): the claim is given back, not counted, and the lead is dialed again
+    as soon as the AMI is back, not after the 5 min retry delay of an `unknown` result."""
+    from dialer.ami.adapter import AmiClient
+    from dialer.ami.errors import AmiNotConnected
+    real_originate = AmiClient.originate
+    cut: list[int] = []
+    pbx = make_pbx([{"pattern": r"\+79153.*", "outcome": "busy", "after": 1}], OPERATORS)
+
+    async def originate_once_cut(self, request):
+        if not cut:
+            cut.append(request.attempt_id if hasattr(request, "attempt_id") else 0)
+            pbx.drop_connections()
+            raise AmiNotConnected("not connected to Asterisk (cut by the test)")
+        return await real_originate(self, request)
+    monkeypatch.setattr(AmiClient, "originate", originate_once_cut)
+
+    async def scenario():
+        port = await pbx.start()
+        settings = daemon_settings(db.engine.url.render_as_string(hide_password=False), port)
+        try:
+            async with running_daemon(settings, db, moscow_day_clock()) as daemon:
+                await post_leads(daemon.http_url, [{"phone": "+79153000001", "name": "Клиент"}])
+                await wait_until(lambda: len(attempts(db)) == 2 and all(a.state == "ended" for a in attempts(db)),
+                                 30, what="the given-back claim and the real call")
+                assert daemon.failure is None
+        finally:
+            await pbx.stop()
+    asyncio.run(scenario())
+    first, second = attempts(db)
+    assert first.result == "cancelled" and first.originated_at is None
+    assert second.result == "busy"
+    # dialed again at once (simulated 10x: well under the 10 min busy / 5 min unknown retry delays)
+    assert (second.claimed_at - first.claimed_at).total_seconds() < 60
+    with db.read() as session:
+        lead = session.scalars(select(Lead)).one()
+    assert lead.attempts_count == 1          # only the call Asterisk placed counts
+    assert len(pbx.call_log) == 1
+    counts = count(db, pbx.call_log)
+    assert counts.problems() == {}, counts
