@@ -52,6 +52,7 @@ JOB_INTERVAL = 1.0           # wrap-ups, board refresh
 SLA_CHECK_INTERVAL = 5.0
 RECONCILE_INTERVAL = 30.0
 LEASE_RENEW_INTERVAL = 10.0
+RECONCILE_AFTER_CONNECT = 6.0   # seconds: past the tracker's grace for an Originate just sent
 
 
 @dataclass
@@ -101,6 +102,11 @@ class Daemon:
         self.intake = Intake(db, default_region=settings.default_region, on_new_leads=self._new_leads_from_thread)
         self.console_hub = ConsoleHub(clock)   # console (issue 6): screen pops to the operators' pages
         self.store_health = StoreHealth()      # faults (issue 11): a store outage pauses, never ends, the daemon
+        self.cdr = None                        # faults (issue 11): the PBX's CDR, for calls that ended while blind
+        self._reconcile_again_at: float | None = None
+        if settings.ami.cdr_csv_path:
+            from dialer.resilience.cdr import CdrLog
+            self.cdr = CdrLog(settings.ami.cdr_csv_path, settings.dial.context)
         self._writes_pending = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -505,6 +511,8 @@ class Daemon:
             log.info("queue.status queue=%s members=%s available=%s", self.settings.dial.queue,
                      len(snapshot.members), len(self.board.available(self.clock.now())))
             await self._reconcile()
+            # a call whose Originate was on its way when the link broke is within the reconcile grace now
+            self._reconcile_again_at = asyncio.get_running_loop().time() + RECONCILE_AFTER_CONNECT
         except AmiError as exc:
             log.warning("ami.after_connect_failed reason=%s", exc)
         self._wake.set()
@@ -512,7 +520,11 @@ class Daemon:
     async def _reconcile(self) -> None:
         async with self._placing:   # every tracked call's Originate answered before the snapshot is asked
             channels = await self.ami.core_show_channels()
-            self._handle(self.tracker.reconcile(channels, self.clock.now()))
+            record = None
+            if self.cdr is not None:   # faults (issue 11): read AFTER the snapshot, so a call gone from it has its CDR
+                await asyncio.to_thread(self.cdr.read_new)
+                record = self.cdr.facts_for
+            self._handle(self.tracker.reconcile(channels, self.clock.now(), pbx_record=record))
 
     # ------------------------------------------------------------------ periodic work
 
@@ -536,6 +548,8 @@ class Daemon:
                     await asyncio.to_thread(self._renew_leases, now)
                 except Exception:
                     log.exception("lease.renew_failed")
+            if self._reconcile_again_at is not None:   # faults (issue 11): a second look after a reconnect
+                next_reconcile, self._reconcile_again_at = min(next_reconcile, self._reconcile_again_at), None
             if loop.time() >= next_reconcile and self.ami.connected:
                 next_reconcile = loop.time() + RECONCILE_INTERVAL
                 with contextlib.suppress(AmiError):

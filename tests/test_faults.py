@@ -287,3 +287,63 @@ def test_given_originate_not_sent_because_ami_is_gone_then_it_is_not_an_attempt_
     assert len(pbx.call_log) == 1
     counts = count(db, pbx.call_log)
     assert counts.problems() == {}, counts
+
+
+# ------------------------------------------------------------------ AMI cut through a proxy
+
+CUT_RULES = [{"pattern": r"\+79154.*1", "outcome": "busy", "after": 6},
+             {"pattern": r"\+79154.*2", "outcome": "reject", "after": 9},
+             {"pattern": r"\+79154.*3", "outcome": "congestion", "after": 7},
+             {"pattern": r"\+79154.*4", "outcome": "no_answer"},
+             {"pattern": r"\+79154.*5", "outcome": "invalid", "after": 5},
+             {"pattern": r"\+79154.*", "outcome": "answer", "after": 4, "talk": 12}]
+
+
+def test_given_ami_cut_repeatedly_and_around_originates_then_every_outcome_comes_from_events_or_the_cdr(
+        db, tmp_path):
+    from dialer.pbx_sim.scenarios import CustomerBook
+    from dialer.pbx_sim.server import PbxConfig, SimulatedPbx
+    from tests.ami_proxy import AmiProxy
+    cdr = tmp_path / "cdr-custom" / "dialer.csv"
+    cdr.parent.mkdir()
+    pbx = SimulatedPbx(PbxConfig(speed=10, seed=1, auth_failure_delay=0.05, cdr_path=str(cdr)),
+                       CustomerBook.from_rules(CUT_RULES), OPERATORS)
+    phones = [f"+791540{i:05d}" for i in range(1, 16)]
+
+    async def scenario():
+        pbx_port = await pbx.start()
+        proxy = AmiProxy(pbx_port)
+        port = await proxy.start()
+        settings = daemon_settings(db.engine.url.render_as_string(hide_password=False), port,
+                                   **{"ami.cdr_csv_path": str(cdr)})
+        try:
+            async with running_daemon(settings, db, moscow_day_clock()) as daemon:
+                proxy.cut_on_originate("before")     # the first Originate never reaches Asterisk
+                answers = await post_leads(daemon.http_url, [{"phone": p, "name": "Клиент"} for p in phones])
+                await wait_until(lambda: proxy.originates_dropped == 1, 20, what="the dropped Originate")
+                await wait_until(lambda: daemon.ami.connected, 20, what="the reconnect")
+                proxy.cut_on_originate("after")      # the next one reaches it, its answer does not come back
+                for _ in range(6):                   # and network outages while calls ring and talk
+                    await wait_until(lambda: daemon.ami.connected and proxy.linked, 20, what="the reconnect")
+                    await asyncio.sleep(0.5)
+                    proxy.cut(down_for=1.0)
+                await wait_until(lambda: all(a.state == "ended" for a in attempts(db))
+                                 and {a.lead_id for a in attempts(db)} >= {a["lead_id"] for a in answers}
+                                 and not pbx._calls, 120, what="every call to be settled")
+                assert daemon.failure is None
+        finally:
+            await proxy.stop()
+            await pbx.stop()
+        return proxy
+    proxy = asyncio.run(scenario())
+    assert proxy.cuts >= 6
+    counts = count(db, pbx.call_log)
+    assert counts.problems() == {}, counts
+    rows = attempts(db)
+    placed = {int(v) for r in pbx.call_log for k, v in r.variables if k.lstrip("_") == "ATTEMPT_ID"}
+    given_back = [a for a in rows if a.id not in placed]
+    assert given_back and all(a.result == "cancelled" and a.originated_at is None for a in given_back)
+    with db.read() as session:
+        for lead in session.scalars(select(Lead)):
+            placed_for_lead = sum(1 for a in rows if a.lead_id == lead.id and a.id in placed)
+            assert lead.attempts_count == placed_for_lead, (lead.id, lead.attempts_count, placed_for_lead)
