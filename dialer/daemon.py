@@ -499,7 +499,9 @@ class Daemon:
             reasons.append(f"no AMI connection to {self.pbx}: dialing paused")
         if self._writes_pending:
             reasons.append(f"{self._writes_pending} call updates waiting to be written")
-        return {"degraded": reasons, "store": store, "ami_connected": self.ami.connected,
+        if not self.ready.is_set():
+            reasons.append("starting: adopting the calls in progress")
+        return {"ready": self.ready.is_set(), "degraded": reasons, "store": store, "ami_connected": self.ami.connected,
                 "writes_pending": self._writes_pending, "calls_in_progress": len(self.tracker.active)}
 
     async def _after_connect(self) -> None:

@@ -2,7 +2,7 @@
 
 Asterisk writes one CDR per channel pair when a call hangs up; for a dialer call (Originate of
 Local/<number>@dialer-trunk) those are the ;2 half dialing the trunk ([dialer-trunk], whose
-userfield the dialplan sets to `cause=${HANGUPCAUSE};dial=${DIALSTATUS}`) and, once answered, the
+userfield the dialplan sets to `cause=${HANGUPCAUSE} dial=${DIALSTATUS}`) and, once answered, the
 ;1 half in [dialer-outbound] bridged to the operator who took it (dstchannel). Every CDR carries
 the Originate's `Account` (the attempt id) as accountcode. A call lost with the PBX (killed) has no
 CDR, as on a crashed Asterisk.
@@ -40,7 +40,7 @@ def cdr_rows(record: CallRecord, *, account: str, channel: str, context: str, tr
         disposition, cause, dial = _TRUNK.get(record.result, ("FAILED", 0, "CHANUNAVAIL"))
     billsec = int((record.ended_at - record.answered_at).total_seconds()) if record.answered_at else 0
     suffix = record.uniqueid.rsplit(".", 1)[-1][-8:].rjust(8, "0")
-    rows = [CdrRow(account, f"cause={cause};dial={dial}", f"{record.uniqueid}-2", record.uniqueid,
+    rows = [CdrRow(account, f"cause={cause} dial={dial}", f"{record.uniqueid}-2", record.uniqueid,
                    _when(record.started_at), _when(record.answered_at), _when(record.ended_at), disposition,
                    f"{channel}-{suffix};2", f"{trunk}-{suffix}", "dialer-trunk", "Dial", str(billsec))]
     if record.answered_at is not None:

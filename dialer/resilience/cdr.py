@@ -5,7 +5,7 @@ a Call Detail Record of every channel when it hangs up. asterisk_conf/cdr_custom
 cdr_custom append one CSV line per CDR to /var/log/asterisk/cdr-custom/dialer.csv with the columns
 below; the daemon's Originate sets `Account: <attempt id>` so every CDR of the call (both halves of
 the Local channel, inherited) carries the attempt id as its accountcode, and the dialplan puts the
-carrier's hangup cause and Dial() status into the userfield (`cause=17;dial=BUSY`, `amd=MACHINE`).
+carrier's hangup cause and Dial() status into the userfield (`cause=17 dial=BUSY`, `amd=MACHINE`).
 `dialer pbx-sim --cdr FILE` writes the same lines the same way.
 
 Reading them gives the same CallFacts the events would have given, so the one result table
@@ -56,9 +56,9 @@ class CdrRow:
         return int(self.accountcode) if self.accountcode.isdigit() else None
 
     def tags(self) -> dict[str, str]:
-        """userfield `cause=17;dial=BUSY` -> {'cause': '17', 'dial': 'BUSY'}."""
+        """userfield `cause=17 dial=BUSY` -> {'cause': '17', 'dial': 'BUSY'}."""
         out = {}
-        for part in self.userfield.split(";"):
+        for part in self.userfield.replace(";", " ").split():
             name, _, value = part.partition("=")
             if name.strip():
                 out[name.strip().lower()] = value.strip()
