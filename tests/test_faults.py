@@ -347,3 +347,78 @@ def test_given_ami_cut_repeatedly_and_around_originates_then_every_outcome_comes
         for lead in session.scalars(select(Lead)):
             placed_for_lead = sum(1 for a in rows if a.lead_id == lead.id and a.id in placed)
             assert lead.attempts_count == placed_for_lead, (lead.id, lead.attempts_count, placed_for_lead)
+
+
+# ------------------------------------------------------------------ SIGKILL and restart of `dialer run`
+
+KILL_RULES = [{"pattern": r"\+79155.*1", "outcome": "busy", "after": 12},
+              {"pattern": r"\+79155.*2", "outcome": "reject", "after": 15},
+              {"pattern": r"\+79155.*3", "outcome": "congestion", "after": 12},
+              {"pattern": r"\+79155.*", "outcome": "answer", "after": 3, "talk": 30}]
+
+
+def _wait_ready(url: str, process, timeout: float = 30) -> float:
+    """Seconds until /health says the daemon is ready (AMI logged in, webhook up, calls adopted)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if process.poll() is not None:
+            raise AssertionError(f"daemon exited ({process.returncode}): {process.stdout.read()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            body = httpx.get(f"{url}/health", timeout=1).json()
+            if body["daemon"]["ready"] and body["daemon"]["ami_connected"]:
+                return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError("daemon did not become ready")
+
+
+def test_given_daemon_sigkilled_three_times_mid_calls_then_no_result_is_lost_or_unknown(tmp_path):
+    from dialer.pbx_sim.scenarios import CustomerBook
+    from dialer.pbx_sim.server import PbxConfig, SimulatedPbx
+    from tests.daemon_harness import PbxThread, start_daemon_process, stop_process
+    url = f"sqlite:///{tmp_path / 'dialer.db'}"
+    db = Database(url)
+    upgrade(db)
+    cdr = tmp_path / "dialer.csv"
+    pbx = SimulatedPbx(PbxConfig(speed=10, seed=1, auth_failure_delay=0.05, cdr_path=str(cdr)),
+                       CustomerBook.from_rules(KILL_RULES), OPERATORS)
+    phones = [f"+791550{i:05d}" for i in range(1, 10)]
+    restarts: list[float] = []
+    with PbxThread(pbx) as sim:
+        port = free_port()
+        env = {"DIALER_DB_URL": url, "DIALER_AMI_PORT": str(sim.port), "DIALER_AMI_SECRET": "dialer-secret",
+               "DIALER_INTAKE_TOKEN": TOKEN, "DIALER_DAEMON_ID": "kill-daemon", "DIALER_DIAL_NUMBER_FORMAT": "e164",
+               "DIALER_AMI_RECONNECT_MIN_SECONDS": "0.05", "DIALER_AMI_CDR_CSV_PATH": str(cdr),
+               "DIALER_LOG_LEVEL": "WARNING"}
+        base = f"http://127.0.0.1:{port}"
+        process = start_daemon_process(env, port)
+        try:
+            _wait_ready(base, process, 60)
+            for phone in phones:
+                assert httpx.post(f"{base}/leads", json={"phone": phone, "name": "Клиент"},
+                                  headers={"X-Dialer-Token": TOKEN}, timeout=10).status_code == 202
+            for _ in range(3):
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and _in_progress(db) < 2:
+                    time.sleep(0.05)
+                time.sleep(0.5)
+                process.kill()
+                process.communicate()
+                time.sleep(1.0)       # calls end while no daemon listens
+                process = start_daemon_process(env, port)
+                restarts.append(_wait_ready(base, process, 60))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                rows = attempts(db)
+                if len({a.lead_id for a in rows}) == len(phones) and all(a.state == "ended" for a in rows) \
+                        and not sim.run(lambda: bool(pbx._calls)):
+                    break
+                time.sleep(0.2)
+        finally:
+            code, output = stop_process(process)
+        call_log = sim.run(lambda: list(pbx.call_log))
+    assert code == 0, output[-3000:]
+    counts = count(db, call_log)
+    assert counts.pbx_calls >= len(phones)
+    assert counts.problems() == {}, (counts, output[-3000:])
+    print(f"kill -> ready: {sorted(round(r, 2) for r in restarts)} s")
+    db.dispose()
