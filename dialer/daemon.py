@@ -35,6 +35,7 @@ from kernel.clock import Clock
 from dialer.console.hub import ConsoleHub   # console (issue 6)
 from kernel.db.engine import Database
 from dialer.pacing import MemberStatus, OperatorBoard, Presence, calls_to_place
+from dialer.resilience import holds as operator_holds   # faults (issue 11)
 from dialer.resilience.store import StoreHealth, is_outage   # faults (issue 11)
 from kernel.settings import Settings, resolved_daemon_id
 from leads.attempt import AttemptState
@@ -104,6 +105,7 @@ class Daemon:
         self.store_health = StoreHealth()      # faults (issue 11): a store outage pauses, never ends, the daemon
         self.cdr = None                        # faults (issue 11): the PBX's CDR, for calls that ended while blind
         self._reconcile_again_at: float | None = None
+        self.shared_operators = settings.ami.shared_with_other_daemons   # N daemons, one Asterisk
         if settings.ami.cdr_csv_path:
             from dialer.resilience.cdr import CdrLog
             self.cdr = CdrLog(settings.ami.cdr_csv_path, settings.dial.context)
@@ -310,6 +312,13 @@ class Daemon:
         while not self._stopping.is_set() and self.ami.connected:
             now = self.clock.now()
             free = self.board.available(now)
+            if self.shared_operators and free:   # not those another daemon is dialing for
+                elsewhere = await asyncio.to_thread(operator_holds.held_elsewhere, self.db, self.pbx,
+                                                    self.daemon_id, now)
+                mine = await asyncio.to_thread(operator_holds.mine, self.db, self.pbx, self.daemon_id)
+                self.board.align({a: i for a, i in mine.items() if a in self.tracker.active})
+                free = self.board.available(now)
+                free = [interface for interface in free if interface not in elsewhere]
             if calls_to_place(len(free), limit=1) == 0:
                 return
             claim = await asyncio.to_thread(claim_next, self.db, daemon_id=self.daemon_id, now=now,
@@ -317,7 +326,15 @@ class Daemon:
             if claim is None:
                 return
             self.stats.claimed += 1
-            operator = self.board.reserve(claim.attempt_id, claim.operator_interface, now)
+            wanted = claim.operator_interface
+            if self.shared_operators:
+                wanted = wanted if wanted in free else (free[0] if free else None)
+            operator = self.board.reserve(claim.attempt_id, wanted, now)
+            if operator is not None and self.shared_operators and not await asyncio.to_thread(
+                    operator_holds.take, self.db, self.pbx, operator, daemon_id=self.daemon_id,
+                    attempt_id=claim.attempt_id, until=claim.lease_expires_at, now=now):
+                self.board.release(claim.attempt_id)   # another daemon took this operator a moment ago
+                operator = None
             if operator is None:   # the board changed while we claimed: give the lead back
                 await self._settle_undialed(claim)
                 return
@@ -374,6 +391,11 @@ class Daemon:
         self.tracker.forget(attempt_id)
         self.board.release(attempt_id)
         self._channel_ids.pop(attempt_id, None)
+        self._release_holds([attempt_id])
+
+    def _release_holds(self, attempt_ids: list[int]) -> None:
+        if self.shared_operators and attempt_ids:
+            self._queue_write(lambda: operator_holds.release(self.db, attempt_ids))
 
     async def _settle_undialed(self, claim: Claim) -> None:
         open_ = attempt_store.OpenAttempt(claim.attempt_id, claim.lead_id, AttemptState.CLAIMED,
@@ -422,11 +444,14 @@ class Daemon:
         """Tracker updates: release operators held by calls that are over, queue the store write."""
         if not updates:
             return
+        self._release_holds([u.attempt_id for u in updates if u.state.value == "ended"])
         for update in updates:
+            if update.state.value == "connected" and self.shared_operators:
+                self._queue_write(lambda a=update.attempt_id, i=update.fields.get("operator_interface"):
+                                  operator_holds.connected(self.db, self.pbx, a, i))
             if update.state.value == "connected" and update.fields.get("operator_interface"):
                 interface = update.fields["operator_interface"]
-                self.board.release(update.attempt_id)
-                self.board.connected(interface)
+                self.board.connected(interface, update.attempt_id)
                 self._wrapups[update.attempt_id] = interface
             if update.state.value == "ended":
                 self.board.release(update.attempt_id)
@@ -560,6 +585,8 @@ class Daemon:
     def _renew_leases(self, now: datetime) -> None:
         with self.db.write() as session:
             renew_leases(session, self.daemon_id, now)
+        if self.shared_operators:
+            operator_holds.renew(self.db, self.pbx, self.daemon_id, now + current_policy(self.db).lease)
 
     async def _finish_wrapups(self, now: datetime) -> None:
         from dialer.dispositions import expire_wrapups

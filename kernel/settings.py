@@ -133,6 +133,8 @@ class AmiSettings:
     # faults (issue 11): the outcome of calls that ended while the daemon was blind (AMI cut, restart)
     cdr_csv_path: str = setting("", "Asterisk's CDR file written by cdr_custom (asterisk_conf/cdr_custom.conf), "
                                     "e.g. /var/log/asterisk/cdr-custom/dialer.csv; empty: no CDR is read")
+    shared_with_other_daemons: bool = setting(False, "Other daemons dial through this same Asterisk (same "
+                                                     "ami.name): share its operators through the database")
 
 
 @dataclass(frozen=True)

@@ -422,3 +422,41 @@ def test_given_daemon_sigkilled_three_times_mid_calls_then_no_result_is_lost_or_
     assert counts.problems() == {}, (counts, output[-3000:])
     print(f"kill -> ready: {sorted(round(r, 2) for r in restarts)} s")
     db.dispose()
+
+
+# ------------------------------------------------------------------ two daemons, one Asterisk
+
+@pytest.mark.parametrize("shared", [True, False], ids=["sharing-operators", "not-sharing"])
+def test_given_two_daemons_on_one_asterisk_when_sharing_operators_then_calls_never_outnumber_operators(
+        db, shared):
+    """Progressive pacing: a call in progress holds one operator. Two daemons on one Asterisk each
+    see all 3 queue members; sharing them through the database keeps the PBX's own peak of
+    simultaneous calls at 3. Without it (the control) the two daemons together exceed it."""
+    pbx = make_pbx([{"pattern": r"\+79156.*", "outcome": "answer", "after": 3, "talk": 20}], OPERATORS)
+    phones = [f"+791560{i:05d}" for i in range(1, 19)]
+
+    async def scenario():
+        port = await pbx.start()
+        url = db.engine.url.render_as_string(hide_password=False)
+        one = daemon_settings(url, port, daemon_id="daemon-a", **{"ami.shared_with_other_daemons": shared})
+        two = daemon_settings(url, port, daemon_id="daemon-b", **{"ami.shared_with_other_daemons": shared})
+        try:
+            async with running_daemon(one, db, moscow_day_clock()) as a, \
+                    running_daemon(two, Database(url), moscow_day_clock()) as b:
+                answers = await post_leads(a.http_url, [{"phone": p, "name": "Клиент"} for p in phones])
+                accepted = {x["lead_id"] for x in answers}
+                await wait_until(lambda: {x.lead_id for x in attempts(db) if x.state == "ended"} >= accepted,
+                                 150, what="every lead called once")
+                assert a.failure is None and b.failure is None
+                return {x.daemon_id for x in attempts(db)}
+        finally:
+            await pbx.stop()
+    daemons = asyncio.run(scenario())
+    peak = pbx.stats().peak_calls_in_progress
+    if shared:
+        assert daemons == {"daemon-a", "daemon-b"}        # both dialed
+        assert peak <= len(OPERATORS), peak
+        counts = count(db, pbx.call_log)
+        assert counts.problems() == {}, counts
+    else:
+        assert peak > len(OPERATORS), peak                 # the fault this guards against is real
