@@ -201,6 +201,7 @@ def main() -> None:
                    "DIALER_DAEMON_ID": f"chaos-{n}", "DIALER_DIAL_NUMBER_FORMAT": "e164",
                    "DIALER_AMI_RECONNECT_MIN_SECONDS": "0.05", "DIALER_AMI_RECONNECT_MAX_SECONDS": "0.5",
                    "DIALER_AMI_CDR_CSV_PATH": cdr, "DIALER_AMI_SHARED_WITH_OTHER_DAEMONS": "true",
+                   "DIALER_DIAL_WRAPUP_LIMIT_SECONDS": "5",   # nobody records dispositions here
                    "DIALER_LOG_LEVEL": "WARNING"}
             daemons.append(DaemonProcess(f"daemon-{n}", env, free_port(), work))
         t0 = time.monotonic()
