@@ -261,7 +261,11 @@ def main() -> None:
         sim.call(proxies[0].stop())
         sim.call(proxies[1].stop())
     counts = count(db, call_log)
-    missing = len(sender.accepted - {lead for lead, _ in _attempt_states(db)})
+    not_dialed = len(sender.accepted - {lead for lead, _ in _attempt_states(db)})
+    from sqlalchemy import select
+    from kernel.db.models import Lead
+    with db.read() as session:
+        missing = len(sender.accepted - set(session.scalars(select(Lead.id))))
     db.dispose()
     server.destroy()
     elapsed = time.monotonic() - t0
@@ -270,7 +274,8 @@ def main() -> None:
     print(f"\n   {counts.pbx_calls} calls placed by the PBX in {elapsed:.0f} s; {counts.attempts} attempts; "
           f"{cuts_effective} AMI cuts that broke a live link; {kills_done} SIGKILLs; leads accepted "
           f"{len(sender.accepted)} (503 answers retried: {sender.refused_503}, refused connections: "
-          f"{sender.connection_errors}); PBX peak calls {stats.peak_calls_in_progress} for {OPERATORS} operators")
+          f"{sender.connection_errors}); PBX peak calls {stats.peak_calls_in_progress} for {OPERATORS} operators; "
+          f"accepted leads not dialed yet when the run stopped: {not_dialed}")
     med = statistics.median(restarts) if restarts else float("nan")
     new = {
         "AMI cuts: results the PBX knew stored `unknown`": f"{counts.unknown_known} (+{counts.wrong} wrong)",
