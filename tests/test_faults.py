@@ -220,14 +220,17 @@ def test_given_originate_not_sent_because_ami_is_gone_then_it_is_not_an_attempt_
         try:
             async with running_daemon(settings, db, moscow_day_clock()) as daemon:
                 await post_leads(daemon.http_url, [{"phone": "+79153000001", "name": "Клиент"}])
-                await wait_until(lambda: len(attempts(db)) == 2 and all(a.state == "ended" for a in attempts(db)),
+                await wait_until(lambda: any(a.result == "busy" for a in attempts(db))
+                                 and all(a.state == "ended" for a in attempts(db)),
                                  30, what="the given-back claim and the real call")
                 assert daemon.failure is None
         finally:
             await pbx.stop()
     asyncio.run(scenario())
-    first, second = attempts(db)
-    assert first.result == "cancelled" and first.originated_at is None
+    *given_back, second = attempts(db)
+    first = given_back[0]
+    # the link may still be going down when the next claim is made: that one is given back too
+    assert given_back and all(a.result == "cancelled" and a.originated_at is None for a in given_back)
     assert second.result == "busy"
     # dialed again at once (simulated 10x: well under the 10 min busy / 5 min unknown retry delays)
     assert (second.claimed_at - first.claimed_at).total_seconds() < 60
