@@ -1099,7 +1099,10 @@ def pbx_sim(ctx: typer.Context,
                                                                                "customer waits for an operator"),
             username: Optional[str] = typer.Option(None, "--username", help="AMI user [default: ami.username]"),
             secret: Optional[str] = typer.Option(None, "--secret", help="AMI secret [default: ami.secret, "
-                                                                        "env DIALER_AMI_SECRET]")) -> None:
+                                                                        "env DIALER_AMI_SECRET]"),
+            cdr: Optional[Path] = typer.Option(None, "--cdr", help="Append each call's CDR to this CSV file, as "
+                                                                   "Asterisk's cdr_custom does [default: "
+                                                                   "ami.cdr_csv_path]")) -> None:
     """Run a simulated Asterisk (AMI over TCP) with customers and operators, until Ctrl-C."""
     import asyncio
     from dialer.logs import setup_logging
@@ -1114,7 +1117,8 @@ def pbx_sim(ctx: typer.Context,
     specs = ([OperatorSpec.parse(text, talk=talk, wrapup=wrapup) for text in operator] if operator
              else numbered_operators(operators, talk=talk, wrapup=wrapup))
     book = customers_from_file(customers) if customers else None
-    config = PbxConfig(users=(user,), queue=settings.dial.queue, queue_wait=queue_wait, speed=speed, seed=seed)
+    config = PbxConfig(users=(user,), queue=settings.dial.queue, queue_wait=queue_wait, speed=speed, seed=seed,
+                       cdr_path=str(cdr) if cdr else (settings.ami.cdr_csv_path or None))
     pbx = SimulatedPbx(config, customers=book, operators=specs)
     setup_logging(settings.log_level)
 

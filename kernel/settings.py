@@ -150,6 +150,11 @@ class AmiSettings:
     reconnect_min_seconds: float = setting(0.5, "First reconnect delay (doubles up to the maximum)",
                                            between(0.01, 600))
     reconnect_max_seconds: float = setting(30.0, "Longest reconnect delay", between(0.01, 3600))
+    # faults (issue 11): the outcome of calls that ended while the daemon was blind (AMI cut, restart)
+    cdr_csv_path: str = setting("", "Asterisk's CDR file written by cdr_custom (asterisk_conf/cdr_custom.conf), "
+                                    "e.g. /var/log/asterisk/cdr-custom/dialer.csv; empty: no CDR is read")
+    shared_with_other_daemons: bool = setting(False, "Other daemons dial through this same Asterisk (same "
+                                                     "ami.name): share its operators through the database")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ def make_engine(url: str, **kwargs) -> Engine:
                                pool_size=SQLITE_POOL_SIZE, max_overflow=36, **kwargs)
         _make_sqlite_transactions_explicit(engine)
         return engine
+    # connect_timeout: a server that went away fails a statement in seconds (the daemon then pauses and
+    # retries) instead of hanging a worker thread on TCP's own timeout
+    kwargs.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True, **kwargs)
 
 

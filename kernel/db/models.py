@@ -267,3 +267,17 @@ class ScriptGap(Base):
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("call_attempts.id"))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     created_at: Mapped[datetime]
+
+
+class OperatorHold(Base):
+    """faults (issue 11): an operator held by one daemon for a call it is placing (one Asterisk, N daemons)."""
+
+    __tablename__ = "operator_holds"
+
+    pbx: Mapped[str] = mapped_column(String(100), primary_key=True)
+    interface: Mapped[str] = mapped_column(String(200), primary_key=True)
+    daemon_id: Mapped[str] = mapped_column(String(200))
+    attempt_id: Mapped[int] = mapped_column(Integer, index=False)
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_operator_holds_attempt", "attempt_id"),)

@@ -61,6 +61,9 @@ class BatchAccepted(BaseModel):
     leads: list[LeadAccepted]
 
 
+RETRY_AFTER_SECONDS = 5   # answered with every 503: the store is usually back within seconds
+
+
 class RefusalBody(BaseModel):
     error: str
     problems: list[str] | None = None
@@ -77,6 +80,8 @@ class Refusal(Exception):
         if self.problems:
             body["problems"] = list(self.problems)
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        if self.status == 503:   # the store is down: a well-behaved sender backs off and retries
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
