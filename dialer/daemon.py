@@ -132,6 +132,7 @@ class Daemon:
             sender = self._start_sender()
             if sender is not None:
                 tasks["crm"] = sender
+            tasks.update(_start_chains(self))   # touch chains (issue 19)
             self.ready.set()
             log.info("daemon.started daemon_id=%s pbx=%s http=%s", self.daemon_id, self.pbx, self.http_url)
             stop_wait = asyncio.create_task(stop.wait(), name="stop")
@@ -539,7 +540,25 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
     routers.append(dispositions_router(daemon.db, daemon.clock, daemon.settings,
                                        operator_identity=console.operator_identity,   # console (issue 6)
                                        on_outcome=lambda *_: daemon._sender.wake() if daemon._sender else None))
+    from dialer.chains.web import unsubscribe_router   # touch chains (issue 19)
+    routers.append(unsubscribe_router(daemon.db, daemon.clock))
     return routers
+
+
+def _start_chains(daemon: Daemon) -> dict[str, asyncio.Task]:
+    """Touch chains (issue 19): enrol, queue and send e-mails; a broken catalog stops e-mail, not calls."""
+    if not daemon.settings.chains.enabled or not daemon.settings.chains.smtp_host:
+        return {}
+    from dialer.chains.catalog import catalog_directory, load_catalog
+    from dialer.chains.mailer import EmailSender
+    from kernel.errors import UsageError
+    try:
+        catalog = load_catalog(catalog_directory(daemon.settings.chains.directory))
+    except UsageError as exc:
+        log.error("chains.not_started reason=%s", exc)
+        return {}
+    sender = EmailSender(daemon.db, daemon.settings.chains, daemon.clock, random.Random())
+    return {"chains": asyncio.create_task(sender.run(catalog, daemon._stopping), name="chains")}
 
 
 def _member_status(value: int | None) -> MemberStatus:

@@ -35,6 +35,7 @@ KIND_WORDS = {
     DispositionKind.DO_NOT_CALL.value: "Не звонить (в стоп-лист)",
     DispositionKind.COMPLAINT.value: "Жалоба",
     DispositionKind.NO_DECISION.value: "Без решения",
+    DispositionKind.WRITE_INSTEAD.value: "Не звонить, писать на e-mail",
 }
 RESULT_WORDS = {
     "connected": "разговор", "no_answer": "нет ответа", "busy": "занято", "congestion": "перегрузка линии",
