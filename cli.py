@@ -1193,6 +1193,9 @@ def operators_passwd(ctx: typer.Context, operator: str = typer.Argument(..., hel
     console.print(f"password set for operator {operator_id} {name} ({interface})", highlight=False)
 
 
+from dialer.chains.cli import app as chains_app   # noqa: E402  touch chains (issue 19)
+app.add_typer(chains_app, name="chains")
+
 # ---------------------------------------------------------------- entry point
 
 def main(argv: Sequence[str] | None = None) -> None:
