@@ -23,11 +23,12 @@ import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from kernel.clock import Clock
@@ -48,6 +49,15 @@ class LeadAccepted(BaseModel):
     reason: str | None = None
     duplicate_of: int | None = None
     already_stored: bool = False
+    # the promised call time (issue 19), from the rules that dial (leads/policy/promise.py)
+    expected_call_at: datetime | None = Field(None, description=(
+        "When the customer can expect the call: the first-call deadline when the lead can be dialed now, "
+        "else the first moment the policy allows (quiet hours end); null when no call is planned "
+        "(invalid number, do-not-call, e-mail only). A duplicate gets the earlier lead's time."))
+    expected_call: str | None = Field(None, description=(
+        "The same as a sentence for the customer, in the request's language (the lead's 'language' field or "
+        "Accept-Language; ru or en, Russian by default): 'Мы перезвоним вам в течение 15 минут.', "
+        "'We will call you tomorrow after 10:00, your time.'"))
 
 
 class BatchAccepted(BaseModel):
@@ -73,7 +83,8 @@ class Refusal(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
-def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock) -> APIRouter:
+def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock,
+                   center_zone: str = "Europe/Moscow") -> APIRouter:
     """`POST /leads`, bound to one intake, the `[intake]` settings and the clock that stamps receipt."""
     router = APIRouter(tags=["intake"])
     store = SharedTransactions(intake, clock)
@@ -98,6 +109,7 @@ def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock) -> AP
             log.info("webhook.lead lead_id=%s status=%s phone=%s%s", outcome.lead_id, outcome.status.value,
                      mask_phone(outcome.phone or lead.phone), " already_stored" if outcome.already_stored else "")
         answers = [_answer(outcome) for outcome in outcomes]
+        await _add_promises(intake, answers, leads, request.headers.get("accept-language"), clock, center_zone)
         return JSONResponse({"leads": answers} if is_batch else answers[0], status_code=202)
 
     return router
@@ -294,6 +306,23 @@ def _submit(intake: Intake, leads: list[LeadIn], clock: Clock) -> list[IntakeOut
 def _answer(outcome: IntakeOutcome) -> dict[str, Any]:
     return {"lead_id": outcome.lead_id, "status": outcome.status.value, "reason": outcome.reason,
             "duplicate_of": outcome.duplicate_of, "already_stored": outcome.already_stored}
+
+
+async def _add_promises(intake: Intake, answers: list[dict[str, Any]], leads: Sequence[LeadIn],
+                        accept_language: str | None, clock: Clock, center_zone: str) -> None:
+    """expected_call_at and expected_call on each answer (issue 19); a failure here never refuses a lead."""
+    from leads.policy.promise import language_of, promised_calls
+    wanted = [(a["duplicate_of"] or a["lead_id"], language_of((lead.extra or {}).get("language") or accept_language))
+              for a, lead in zip(answers, leads)]
+    try:
+        promises = await asyncio.get_running_loop().run_in_executor(
+            None, promised_calls, intake.db, wanted, clock.now(), center_zone)
+    except SQLAlchemyError as exc:
+        log.warning("webhook.promise_failed reason=%s", exc)
+        return
+    for answer, found in zip(answers, promises):
+        answer["expected_call_at"] = found.expected_call_at.isoformat() if found.expected_call_at else None
+        answer["expected_call"] = found.sentence
 
 
 def _request_body_doc() -> dict[str, Any]:
