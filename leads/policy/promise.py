@@ -76,15 +76,65 @@ def _minutes_ru(n: int) -> str:
     return "минут"
 
 
-def promised_calls(db, wanted: list[tuple[int, str]], now: datetime, center_zone: str) -> list[Promise]:
-    """One promise per (lead id, language), read in one transaction."""
+
+@dataclass(frozen=True)
+class Asked:
+    """One answered lead: what the intake said, and what the promise needs from the request."""
+
+    lead_id: int
+    status: str
+    reason: str | None
+    duplicate_of: int | None
+    phone_e164: str | None
+    timezone: str | None
+    language: str
+
+
+class PolicyCache:
+    """The stored policy, read at most every `seconds`: a promise need not cost a query per request."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self.seconds = seconds
+        self._policy: Policy | None = None
+        self._read_at: float = float("-inf")
+
+    def fresh(self) -> bool:
+        import time
+        return self._policy is not None and time.monotonic() - self._read_at <= self.seconds
+
+    def get(self, session_factory) -> Policy:
+        import time
+        from leads.policy.store import current_policy
+        if not self.fresh():
+            with session_factory() as session:
+                self._policy = current_policy(session)
+            self._read_at = time.monotonic()
+        return self._policy
+
+
+def promised_calls(db, asked: list[Asked], now: datetime, center_zone: str,
+                   policies: PolicyCache | None = None) -> list[Promise]:
+    """One promise per answered lead. A new lead's facts are known from the request (nothing is read but
+    the policy, cached); a duplicate is promised its earlier lead's call, read from the store."""
     from kernel.db.models import Lead
     from leads.policy.candidates import read_leads
     from leads.policy.results import zone
-    from leads.policy.store import current_policy
     center = zone(center_zone)
-    with db.read() as session:
-        policy = current_policy(session)
-        facts = {f.id: f for f in read_leads(session, [Lead.__table__.c.id.in_(sorted({i for i, _ in wanted}))])}
-    return [promise(facts[lead_id], now, policy, center, language) if lead_id in facts else Promise(None, None)
-            for lead_id, language in wanted]
+    policy = (policies or PolicyCache(0)).get(db.read)
+    earlier_ids = sorted({a.duplicate_of for a in asked if a.status == LeadStatus.DUPLICATE and a.duplicate_of})
+    earlier: dict[int, LeadFacts] = {}
+    if earlier_ids:
+        with db.read() as session:
+            earlier = {f.id: f for f in read_leads(session, [Lead.__table__.c.id.in_(earlier_ids)])}
+    promises = []
+    for a in asked:
+        if a.status == LeadStatus.NEW:
+            facts = LeadFacts(id=a.lead_id, status=a.status, received_at=now, phone_e164=a.phone_e164,
+                              timezone=a.timezone)
+        elif a.status == LeadStatus.CLOSED:
+            facts = LeadFacts(id=a.lead_id, status=a.status, received_at=now, phone_e164=a.phone_e164,
+                              close_reason=a.reason)
+        else:
+            facts = earlier.get(a.duplicate_of) if a.status == LeadStatus.DUPLICATE else None
+        promises.append(promise(facts, now, policy, center, a.language) if facts else Promise(None, None))
+    return promises

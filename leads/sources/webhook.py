@@ -35,6 +35,7 @@ from kernel.clock import Clock
 from kernel.settings import IntakeSettings
 from leads.intake import FIELD_LIMITS, Intake, IntakeOutcome, LeadIn
 from leads.phone import mask_phone
+from leads.policy.promise import PolicyCache
 from leads.sources.json_lead import ALIASES, FIELD_DOCS, NUMBER_FIELDS, MalformedLead, lead_from_json
 
 log = logging.getLogger("leads.webhook")
@@ -88,6 +89,7 @@ def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock,
     """`POST /leads`, bound to one intake, the `[intake]` settings and the clock that stamps receipt."""
     router = APIRouter(tags=["intake"])
     store = SharedTransactions(intake, clock)
+    policies = PolicyCache()   # promised call time (issue 19)
 
     @router.post("/leads", status_code=202, response_model=None, summary="Submit a lead (or a list of leads)",
                  responses={202: {"model": LeadAccepted | BatchAccepted,
@@ -109,7 +111,8 @@ def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock,
             log.info("webhook.lead lead_id=%s status=%s phone=%s%s", outcome.lead_id, outcome.status.value,
                      mask_phone(outcome.phone or lead.phone), " already_stored" if outcome.already_stored else "")
         answers = [_answer(outcome) for outcome in outcomes]
-        await _add_promises(intake, answers, leads, request.headers.get("accept-language"), clock, center_zone)
+        await _add_promises(intake, answers, outcomes, leads, request.headers.get("accept-language"), clock,
+                            center_zone, policies)
         return JSONResponse({"leads": answers} if is_batch else answers[0], status_code=202)
 
     return router
@@ -308,15 +311,20 @@ def _answer(outcome: IntakeOutcome) -> dict[str, Any]:
             "duplicate_of": outcome.duplicate_of, "already_stored": outcome.already_stored}
 
 
-async def _add_promises(intake: Intake, answers: list[dict[str, Any]], leads: Sequence[LeadIn],
-                        accept_language: str | None, clock: Clock, center_zone: str) -> None:
+async def _add_promises(intake: Intake, answers: list[dict[str, Any]], outcomes: Sequence[IntakeOutcome],
+                        leads: Sequence[LeadIn], accept_language: str | None, clock: Clock, center_zone: str,
+                        policies: Any) -> None:
     """expected_call_at and expected_call on each answer (issue 19); a failure here never refuses a lead."""
-    from leads.policy.promise import language_of, promised_calls
-    wanted = [(a["duplicate_of"] or a["lead_id"], language_of((lead.extra or {}).get("language") or accept_language))
-              for a, lead in zip(answers, leads)]
+    from leads.policy.promise import Asked, language_of, promised_calls
+    asked = [Asked(a["lead_id"], a["status"], a["reason"], a["duplicate_of"], outcome.phone, lead.timezone,
+                   language_of(str((lead.extra or {}).get("language") or accept_language or "")))
+             for a, outcome, lead in zip(answers, outcomes, leads)]
     try:
-        promises = await asyncio.get_running_loop().run_in_executor(
-            None, promised_calls, intake.db, wanted, clock.now(), center_zone)
+        if any(a.status == "duplicate" for a in asked) or not policies.fresh():
+            promises = await asyncio.get_running_loop().run_in_executor(
+                None, promised_calls, intake.db, asked, clock.now(), center_zone, policies)
+        else:   # nothing to read: compute on the loop (the policy is cached)
+            promises = promised_calls(intake.db, asked, clock.now(), center_zone, policies)
     except SQLAlchemyError as exc:
         log.warning("webhook.promise_failed reason=%s", exc)
         return
