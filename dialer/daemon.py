@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -267,8 +268,12 @@ class Daemon:
         self._channel_ids[claim.attempt_id] = request.channel_id
         self.tracker.track(claim.attempt_id, action_id=request.action_id, at=now, channel_id=request.channel_id,
                            lead_id=claim.lead_id)
-        await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id, action_id=request.action_id,
-                                channel_id=request.channel_id, channel=request.channel, number=number)
+        caller_id = await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id,
+                                            action_id=request.action_id, channel_id=request.channel_id,
+                                            channel=request.channel, number=number,
+                                            caller_ids=self.settings.ledger.caller_ids,   # issue 19
+                                            default_caller_id=dial.caller_id)
+        request = dataclasses.replace(request, caller_id=caller_id)
         self.stats.max_in_progress = max(self.stats.max_in_progress, len(self.tracker.active))
         try:
             if self.on_originate is not None:

@@ -208,7 +208,7 @@ class ConsoleSettings:
 
 @dataclass(frozen=True)
 class ChainsSettings:
-    # touch chains (issue 19): e-mail for leads the calls do not reach; the caller-ID pool
+    # touch chains (issue 19): e-mail for the leads the calls do not reach
     enabled: bool = setting(True, "Run the e-mail chains (enrol leads, queue and send e-mails)")
     directory: str = setting("", "Folder of the e-mail catalog (chains.yaml, templates/); empty: the one "
                                  "shipped with the dialer")
@@ -233,8 +233,13 @@ class ChainsSettings:
     retry_max_seconds: float = setting(3600.0, "Longest delay between two delivery tries", between(0.01, 86400))
     poll_seconds: float = setting(60.0, "How often the daemon enrols leads and queues due e-mails",
                                   between(0.01, 3600))
-    caller_ids: dict = setting(default_factory=dict, help="Caller-ID pool: 'source' or 'source/product' (or "
-                                                          "'*') -> list of numbers shown to customers",
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    # consent and caller-ID ledger (issue 19): each attempt shows a number from this pool, and records it
+    caller_ids: dict = setting(default_factory=dict, help="Caller-ID pool: 'source/product', 'source' or '*' "
+                                                          "(first match) -> list of numbers shown to customers",
                                check=lambda v: None if all(isinstance(n, list) and n and all(
                                    isinstance(x, str) and re.fullmatch(r"\+?\d{5,15}", x) for x in n)
                                    for n in v.values()) else "lists of phone numbers such as [\"+74950000000\"]")
@@ -258,6 +263,7 @@ class Settings:
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
     chains: ChainsSettings = setting(default_factory=ChainsSettings)      # touch chains (issue 19)
+    ledger: LedgerSettings = setting(default_factory=LedgerSettings)      # caller-ID pool (issue 19)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -265,7 +271,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
-    "chains": ChainsSettings,   # touch chains (issue 19)
+    "chains": ChainsSettings, "ledger": LedgerSettings,   # touch chains, caller-ID pool (issue 19)
 }
 
 
