@@ -1,0 +1,83 @@
+"""The consent and caller-ID ledger through the CLI: `dialer leads show` and `dialer leads trail PHONE`
+list every lead, call (with its caller ID), e-mail (with its template version), consent and DNC change
+of a number, in time order."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+from dialer.chains.catalog import PACKAGED_CATALOG, load_catalog
+from dialer.chains.mailer import EmailSender
+from dialer.chains.store import tick, unsubscribe
+from dialer.chains.store import chain_of_lead
+from kernel.db.models import CallAttempt, Lead, TouchChain
+from kernel.settings import ChainsSettings
+from leads.dnc import add as dnc_add, remove as dnc_remove
+from leads.intake import Intake, LeadIn
+from tests.conftest import moscow
+from tests.smtp_inbox import SmtpInbox
+
+T0 = moscow(2026, 12, 7, 12, 0)
+
+
+def test_leads_show_and_trail_tell_why_we_contacted_a_number(cli_db, run_dialer):
+    db = cli_db
+    [lead] = Intake(db).submit([LeadIn(phone="+7 912 777-00-01", name="Анна", product="Чайник", source="site",
+                                       extra={"email": "anna@example.ru", "form_id": "callback-1",
+                                              "consent_version": "v3", "ip": "203.0.113.7",
+                                              "user_agent": "Mozilla/5.0 Firefox/120"})], T0)
+    with db.write() as session:   # one unanswered call, then the attempts run out (as the daemon leaves it)
+        session.add(CallAttempt(lead_id=lead.lead_id, attempt_no=1, daemon_id="d", state="ended", result="no_answer",
+                                claimed_at=T0 + timedelta(minutes=2), originated_at=T0 + timedelta(minutes=2),
+                                ended_at=T0 + timedelta(minutes=3), caller_id="+74951110001"))
+        row = session.get(Lead, lead.lead_id)
+        row.status, row.close_reason, row.closed_at = "closed", "unreachable", T0 + timedelta(hours=1)
+    with SmtpInbox() as inbox:
+        settings = ChainsSettings(smtp_host="127.0.0.1", smtp_port=inbox.port)
+        now = T0 + timedelta(hours=1)
+        tick(db, load_catalog(PACKAGED_CATALOG), settings, now)
+        EmailSender(db, settings, _Clock(now), random.Random(1)).send_due(now)
+        inbox.wait_for(1)
+    with db.read() as session:
+        token = session.query(TouchChain.token).scalar()
+    unsubscribe(db, token, T0 + timedelta(days=1), ip="198.51.100.9", user_agent="Chrome/131")
+    dnc_add(db, "+79127770001", region="RU", reason="просил не звонить", added_by="cli:olga",
+            now=T0 + timedelta(days=2))
+    dnc_remove(db, "+79127770001", region="RU", removed_by="cli:olga", now=T0 + timedelta(days=3))
+
+    shown = run_dialer("leads", "show", str(lead.lead_id), "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    card = json.loads(shown.stdout)
+    assert card["consent"] == "site, form callback-1, consent v3, IP 203.0.113.7, Mozilla/5.0 Firefox/120"
+    assert card["attempts"][0]["caller_id"] == "+74951110001"
+    assert card["emails"][0]["template"].startswith("offer-gift.v1.ru#")
+    assert card["email_chain"] == "unreached v1 (exhausted): stopped, unsubscribe"
+    assert [(c["channel"], c["granted"], c["source"]) for c in card["consent_changes"]] == [
+        ("email", False, "unsubscribe_link"), ("call", False, "dnc"), ("call", True, "dnc_removed")]
+
+    result = run_dialer("leads", "trail", "8 912 777 00 01", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["kind"] for r in rows] == ["lead", "call", "closed", "chain", "email", "consent", "chain", "dnc", "dnc"]
+    assert [r["at"][:16] for r in rows] == ["2026-12-07T12:00", "2026-12-07T12:02", "2026-12-07T13:00",
+                                            "2026-12-07T13:00", "2026-12-07T13:00", "2026-12-08T12:00",
+                                            "2026-12-08T12:00", "2026-12-09T12:00", "2026-12-10T12:00"]
+    assert "caller ID +74951110001 -> no_answer" in rows[1]["what"]
+    assert "offer-gift.v1.ru#" in rows[4]["what"] and "(sent)" in rows[4]["what"]
+    assert "IP 198.51.100.9" in rows[5]["what"] and "withdrawn" in rows[5]["what"]
+    assert rows[7]["what"].startswith("call withdrawn (dnc, by cli:olga): просил не звонить")
+    table = run_dialer("leads", "trail", "+79127770001")
+    assert table.returncode == 0 and "offer-gift" in table.stdout
+    unknown = run_dialer("leads", "trail", "12")
+    assert unknown.returncode == 2 and "not a phone number" in unknown.stderr
+    assert chain_of_lead(db, lead.lead_id)["status"] == "stopped"
+
+
+class _Clock:
+    def __init__(self, now):
+        self._now = now
+
+    def now(self):
+        return self._now
