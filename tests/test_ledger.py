@@ -81,3 +81,35 @@ class _Clock:
 
     def now(self):
         return self._now
+
+
+def test_the_lead_card_shows_the_caller_id_the_consent_and_the_emails(db):
+    from zoneinfo import ZoneInfo
+    from dialer.console.cards import ScriptBook, load_call_card
+    from dialer.console.pages import call_card
+    from kernel.db.models import TouchEmail
+    from scripts_catalog import PACKAGED_CATALOG as SCRIPTS
+    from tests.outcome_rows import add_attempt, add_lead, add_operator
+    operator = add_operator(db, T0, "Анна")
+    lead_id = add_lead(db, T0, "+79127770002", status="new")
+    with db.write() as session:
+        lead = session.get(Lead, lead_id)
+        lead.extra = {"form_id": "callback-2", "consent_text": "Согласен на звонок и письма", "ip": "203.0.113.8"}
+        run = TouchChain(lead_id=lead_id, phone_e164="+79127770002", email="x@example.ru", chain_id="unreached",
+                         chain_version=1, entry="exhausted", language="ru", zones="Europe/Moscow", status="done",
+                         steps_sent=1, token="tok-card", started_at=T0 - timedelta(days=5))
+        session.add(run)
+        session.flush()
+        session.add(TouchEmail(chain_run_id=run.id, lead_id=lead_id, step=1, template="offer-gift.v1.ru#abcd1234",
+                               to_address="x@example.ru", subject="Подарок", planned_at=T0 - timedelta(days=5),
+                               queued_at=T0 - timedelta(days=5)))
+    call = add_attempt(db, lead_id, T0, operator_id=operator)
+    with db.write() as session:
+        session.get(CallAttempt, call).caller_id = "+74951110002"
+    card = load_call_card(db, call, ScriptBook(SCRIPTS, "ru"), "Анна")
+    assert card.caller_id == "+74951110002"
+    assert card.consent == "webhook, form callback-2, consent «Согласен на звонок и письма», IP 203.0.113.8"
+    assert card.emails == ("2026-12-02 offer-gift.v1.ru: Подарок",)
+    page = call_card(card, ZoneInfo("Europe/Moscow"), T0, "Europe/Moscow")
+    assert '<span id="lead-caller-id">+74951110002</span>' in page
+    assert "form callback-2" in page and "offer-gift.v1.ru: Подарок" in page

@@ -81,6 +81,10 @@ class CallCard:
     history: tuple[PastCall, ...] = ()
     disposition: DispositionSummary | None = None
     script: ScriptChoice = ScriptChoice(None)
+    # the ledger (issue 19): the number this call showed, where the consent came from, the e-mails sent
+    caller_id: str | None = None
+    consent: str | None = None
+    emails: tuple[str, ...] = ()
 
 
 def owns_call(call_operator_id: int | None, call_interface: str | None, operator_id: int | None,
@@ -189,8 +193,17 @@ def load_call_card(db: Database, attempt_id: int, scripts: ScriptBook, operator_
                     product=lead.product, source=lead.source, received_at=lead.received_at, comment=lead.comment,
                     preferred_time=lead.preferred_time, region=lead.region, timezone=lead.timezone,
                     extra=dict(lead.extra or {}), contact_number=facts.contact_number, history=history,
-                    disposition=_summary(this))
+                    disposition=_summary(this), **_ledger(session, attempt, lead))
     return CallCard(**card, script=scripts.choose(facts, facts.contact_number))
+
+
+def _ledger(session, attempt: CallAttempt, lead: Lead) -> dict[str, Any]:
+    from kernel.db.models import TouchEmail
+    from leads.consent import consent_line, consent_of
+    emails = session.scalars(select(TouchEmail).where(TouchEmail.lead_id == lead.id).order_by(TouchEmail.step))
+    return {"caller_id": attempt.caller_id, "consent": consent_line(consent_of(lead.source, lead.received_at,
+                                                                              lead.extra)),
+            "emails": tuple(f"{e.queued_at:%Y-%m-%d} {e.template.split('#')[0]}: {e.subject}" for e in emails)}
 
 
 def open_call_of(db: Database, operator_id: int, interface: str | None, now: datetime) -> int | None:
