@@ -113,3 +113,24 @@ def test_the_lead_card_shows_the_caller_id_the_consent_and_the_emails(db):
     page = call_card(card, ZoneInfo("Europe/Moscow"), T0, "Europe/Moscow")
     assert '<span id="lead-caller-id">+74951110002</span>' in page
     assert "form callback-2" in page and "offer-gift.v1.ru: Подарок" in page
+
+
+def test_the_nightly_export_carries_the_caller_id_and_the_consent(db, tmp_path):
+    import csv
+    from dialer.crm.export import export_outcomes
+    from dialer.crm.outbox import enqueue_outcome
+    from kernel.settings import load_settings
+    [lead] = Intake(db).submit([LeadIn(phone="+79127770003", source="site", extra={
+        "form_id": "callback-3", "consent_version": "v7", "ip": "203.0.113.9", "user_agent": "Safari/17"})], T0)
+    with db.write() as session:
+        attempt = CallAttempt(lead_id=lead.lead_id, attempt_no=1, daemon_id="d", state="ended", result="busy",
+                              claimed_at=T0, ended_at=T0 + timedelta(seconds=20), caller_id="+74951110001")
+        session.add(attempt)
+        session.flush()
+        enqueue_outcome(session, attempt, session.get(Lead, lead.lead_id), None, T0 + timedelta(seconds=20))
+    settings = load_settings(env={}, overrides={"db_url": str(db.engine.url), "export.directory": str(tmp_path)})
+    result = export_outcomes(db, settings, T0 + timedelta(hours=16))
+    with open(result.path, encoding="utf-8-sig", newline="") as stream:
+        [row] = list(csv.DictReader(stream, delimiter=";"))
+    assert (row["caller_id"], row["consent_form_id"], row["consent_version"], row["consent_ip"],
+            row["consent_user_agent"]) == ("+74951110001", "callback-3", "v7", "203.0.113.9", "Safari/17")

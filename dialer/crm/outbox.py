@@ -20,6 +20,7 @@ from kernel.clock import require_aware
 from kernel.db.engine import Database
 from kernel.db.models import CallAttempt, Disposition, Lead, Operator, OutboxMessage
 from kernel.errors import NotFound, UsageError
+from leads.consent import consent_of
 from leads.disposition import was_connected
 
 log = logging.getLogger("dialer.crm.outbox")
@@ -45,6 +46,8 @@ OUTCOME_FIELDS: tuple[str, ...] = (
     "currency", "callback_at", "comment", "custom_fields", "operator_id", "operator", "recorded_by",
     "claimed_at", "dialed_at", "answered_at", "connected_at", "ended_at", "talk_seconds", "recording",
     "lead_status", "close_reason", "alert",
+    # the ledger (issue 19): the number the call showed, where the consent came from
+    "caller_id", "consent_form_id", "consent_text", "consent_version", "consent_ip", "consent_user_agent",
 )
 
 
@@ -101,6 +104,9 @@ def build_outcome(attempt: CallAttempt, lead: Lead, disposition: Disposition | N
         "lead_status": lead.status,
         "close_reason": lead.close_reason,
         "alert": None,
+        "caller_id": attempt.caller_id,
+        **{f"consent_{k}" if not k.startswith("consent_") else k: v
+           for k, v in consent_of(lead.source, lead.received_at, lead.extra).items() if k not in ("source", "at")},
     }
     assert tuple(payload) == OUTCOME_FIELDS
     return payload
