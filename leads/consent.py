@@ -47,3 +47,21 @@ def consent_line(consent: Mapping[str, Any]) -> str:
     if consent.get("user_agent"):
         parts.append(str(consent["user_agent"])[:80])
     return ", ".join(parts)
+
+
+# What the webhook's OpenAPI schema says about the fields this ledger and the e-mail chains read
+# (any other key is kept in the lead's extra too; these are the ones with a meaning).
+LEDGER_FIELD_DOCS = {
+    "email": {"type": ["string", "null"], "description": "Customer's e-mail: the touch chains write to it"},
+    "write_instead": {"type": ["boolean", "string", "null"], "description": (
+        "true: 'do not call me, write to me' - this lead and every open lead with the phone go to e-mail "
+        "only (also contact_by: \"email\")")},
+    "contact_by": {"type": ["string", "null"], "description": "\"email\": the same as write_instead: true"},
+    "language": {"type": ["string", "null"], "description": "ru or en: e-mails and the promised call sentence"},
+    "form_id": {"type": ["string", "null"], "description": "Consent ledger: the site form the request came from"},
+    "consent_text": {"type": ["string", "null"], "description": "Consent ledger: the consent text the customer "
+                                                                 "agreed to"},
+    "consent_version": {"type": ["string", "null"], "description": "Consent ledger: or the version of that text"},
+    "ip": {"type": ["string", "null"], "description": "Consent ledger: the customer's IP address, if known"},
+    "user_agent": {"type": ["string", "null"], "description": "Consent ledger: the customer's browser, if known"},
+}

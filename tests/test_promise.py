@@ -74,6 +74,9 @@ def test_the_answer_promises_the_call_the_dialer_will_make(site):
     accepted = schema["components"]["schemas"]["LeadAccepted"]["properties"]
     assert "first-call deadline" in accepted["expected_call_at"]["description"]
     assert "request's language" in accepted["expected_call"]["description"]
+    body = schema["paths"]["/leads"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    text = str(body)
+    assert "write_instead" in text and "consent_version" in text and "user_agent" in text
 
 
 def test_language_of_a_header_or_field():

@@ -35,6 +35,7 @@ from kernel.clock import Clock
 from kernel.settings import IntakeSettings
 from leads.intake import FIELD_LIMITS, Intake, IntakeOutcome, LeadIn
 from leads.phone import mask_phone
+from leads.consent import LEDGER_FIELD_DOCS
 from leads.policy.promise import PolicyCache
 from leads.sources.json_lead import ALIASES, FIELD_DOCS, NUMBER_FIELDS, MalformedLead, lead_from_json
 
@@ -325,8 +326,8 @@ async def _add_promises(intake: Intake, answers: list[dict[str, Any]], outcomes:
                 None, promised_calls, intake.db, asked, clock.now(), center_zone, policies)
         else:   # nothing to read: compute on the loop (the policy is cached)
             promises = promised_calls(intake.db, asked, clock.now(), center_zone, policies)
-    except SQLAlchemyError as exc:
-        log.warning("webhook.promise_failed reason=%s", exc)
+    except Exception:   # the leads are stored: a promise we cannot compute is left out, never a 5xx
+        log.exception("webhook.promise_failed")
         return
     for answer, found in zip(answers, promises):
         answer["expected_call_at"] = found.expected_call_at.isoformat() if found.expected_call_at else None
@@ -343,6 +344,7 @@ def _request_body_doc() -> dict[str, Any]:
     for alias, name in ALIASES.items():
         properties[alias] = {**properties[name], "description": f"Another name for {name}"}
     properties["extra"] = {"type": "object", "description": "Kept as JSON with the lead"}
+    properties.update(LEDGER_FIELD_DOCS)   # e-mail, "write, don't call", consent (issue 19)
     lead = {"type": "object", "required": ["phone"], "properties": properties, "additionalProperties": True,
             "description": "Unknown fields are kept in the lead's extra"}
     example = {"phone": "8 (912) 345-67-89", "name": "Анна Петрова", "order_number": "A-1001",
