@@ -72,3 +72,13 @@ def test_a_later_lead_without_the_wish_is_a_new_request_to_be_called(db):
     [later] = intake.submit([LeadIn(phone="+79121110004", order_number="B-7", source="site")],
                             NOW + timedelta(days=2))
     assert later.status.value == "new"
+
+
+def test_a_csv_column_write_instead_switches_the_rows_that_ask(cli_db, run_dialer, tmp_path):
+    path = tmp_path / "leads.csv"
+    path.write_text("Телефон;Имя;email;write_instead\n+79121110010;Анна;anna@example.ru;да\n"
+                    "+79121110011;Пётр;;\n", encoding="cp1251")
+    result = run_dialer("leads", "import", str(path), "--encoding", "cp1251")
+    assert result.returncode == 0, result.stderr
+    assert statuses(cli_db, "+79121110010") == [("closed", "write_instead")]
+    assert statuses(cli_db, "+79121110011") == [("new", None)]
