@@ -190,10 +190,12 @@ def test_chains_send_exactly_the_planned_emails_at_the_planned_local_times_and_s
     with db.read() as session:
         outbox = dict(session.execute(select(OutboxMessage.status, func.count()).where(OutboxMessage.topic == "email")
                                       .group_by(OutboxMessage.status)).tuples().all())
-        consent = session.scalars(select(ConsentRecord)).all()
+        consent = session.scalars(select(ConsentRecord).order_by(ConsentRecord.id)).all()
     assert outbox == {"sent": 9}
-    assert [(c.email, c.granted, c.ip, c.user_agent) for c in consent] == [
-        ("b@example.com", False, "203.0.113.7", "Thunderbird")]
+    assert [(c.channel, c.source, c.phone_e164, c.email, c.granted, c.ip, c.user_agent) for c in consent] == [
+        ("call", "dnc", "+79130000003", None, False, None, None),
+        ("call", "dnc", "+79130000004", None, False, None, None),
+        ("email", "unsubscribe_link", "+74951234567", "b@example.com", False, "203.0.113.7", "Thunderbird")]
 
 
 def test_an_email_the_server_refuses_is_retried_once_it_comes_back_and_sent_once(db):
@@ -249,5 +251,20 @@ def test_a_lead_without_email_or_unsubscribed_earlier_is_skipped_with_the_reason
                                   source="unsubscribe_link", recorded_by="test", at=clock.now() - timedelta(days=30)))
     unsubscribed = add_closed_lead(db, clock.now(), "+79130000022", "x@example.com")
     tick(db, catalog, settings, clock.now())
-    assert chain_of_lead(db, no_email)["stop_reason"] == "no e-mail address on the lead (extra field 'email')"
+    assert chain_of_lead(db, no_email)["stop_reason"] == ("no e-mail address on the lead or on another lead of the "
+                                                        "number (field 'email')")
     assert chain_of_lead(db, unsubscribed)["stop_reason"] == "the customer unsubscribed from e-mails earlier"
+
+
+def test_the_email_left_on_a_duplicate_request_reaches_the_chain_of_the_first_lead(db):
+    clock = ManualClock(utc(2026, 12, 7, 9, 0))
+    intake = Intake(db)
+    [first] = intake.submit([LeadIn(phone="+79130000031", name="Анна", source="site")], clock.now())
+    [again] = intake.submit([LeadIn(phone="+79130000031", source="site",
+                                    extra={"email": "anna@example.ru", "contact_by": "email", "language": "en"})],
+                            clock.now() + timedelta(minutes=5))
+    assert again.status.value == "duplicate"
+    tick(db, load_catalog(PACKAGED_CATALOG), chains_settings(None), clock.now() + timedelta(minutes=6))
+    run = chain_of_lead(db, first.lead_id)
+    assert (run["entry"], run["status"], run["email"], run["language"]) == (
+        "write_instead", "active", "anna@example.ru", "en")

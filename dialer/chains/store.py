@@ -110,8 +110,9 @@ def enrol(session: Session, catalog: Catalog, settings: ChainsSettings, now: dat
             continue
         zones = lead_zones(lead.timezone, lead.phone_e164, policy.unknown_zone_rule).zones or (
             ZoneInfo("Europe/Moscow"),)
-        language = str((lead.extra or {}).get("language") or settings.language).lower()
-        run = TouchChain(lead_id=lead.id, phone_e164=lead.phone_e164, email=email_of(lead.extra),
+        extra = _contact_extra(session, lead)
+        language = str(extra.get("language") or settings.language).lower()
+        run = TouchChain(lead_id=lead.id, phone_e164=lead.phone_e164, email=email_of(extra),
                          chain_id=chain.id, chain_version=chain.version, entry=entry.value,
                          language=language if language in LANGUAGES else settings.language,
                          zones=",".join(zone.key for zone in zones), status=ChainStatus.ACTIVE.value,
@@ -134,9 +135,21 @@ def enrol(session: Session, catalog: Catalog, settings: ChainsSettings, now: dat
     return enrolled, skipped
 
 
+def _contact_extra(session: Session, lead: Lead) -> dict[str, Any]:
+    """The lead's e-mail and language; else those of the newest lead of the same number that has an
+    e-mail (the customer often leaves it on a later request, stored as a duplicate)."""
+    if email_of(lead.extra) or not lead.phone_e164:
+        return dict(lead.extra or {})
+    for extra in session.scalars(select(Lead.extra).where(Lead.phone_e164 == lead.phone_e164, Lead.id != lead.id)
+                                 .order_by(Lead.received_at.desc(), Lead.id.desc()).limit(20)):
+        if email_of(extra):
+            return dict(extra)
+    return dict(lead.extra or {})
+
+
 def _skip_reason(session: Session, run: TouchChain) -> str | None:
     if run.email is None:
-        return "no e-mail address on the lead (extra field 'email')"
+        return "no e-mail address on the lead or on another lead of the number (field 'email')"
     if _unsubscribed(session, run):
         return "the customer unsubscribed from e-mails earlier"
     if run.phone_e164 and session.get(DncEntry, run.phone_e164) is not None:
