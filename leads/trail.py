@@ -20,6 +20,7 @@ class TrailEvent:
     kind: str         # lead, closed, call, disposition, email, chain, consent, dnc
     lead_id: int | None
     what: str
+    rank: int = 5     # among events at the same moment: a cause before its effects
 
     def as_dict(self) -> dict:
         return {"at": self.at, "kind": self.kind, "lead_id": self.lead_id, "what": self.what}
@@ -53,7 +54,8 @@ def trail(db: Database, phone_e164: str) -> list[TrailEvent]:
                                          f"{run.email or '-'}"))
                 if run.ended_at is not None:
                     events.append(TrailEvent(run.ended_at, "chain", run.lead_id,
-                                             f"chain {run.status}" + (f": {run.stop_reason}" if run.stop_reason else "")))
+                                             f"chain {run.status}" + (f": {run.stop_reason}" if run.stop_reason else ""),
+                                             rank=9))
             rows = session.execute(select(TouchEmail, OutboxMessage.status, OutboxMessage.sent_at)
                                    .outerjoin(OutboxMessage, OutboxMessage.id == TouchEmail.outbox_id)
                                    .where(TouchEmail.lead_id.in_(ids))).all()
@@ -74,4 +76,4 @@ def trail(db: Database, phone_e164: str) -> list[TrailEvent]:
             events.append(TrailEvent(entry.added_at, "dnc", None, f"on the do-not-call list (by {entry.added_by}"
                                      + (f": {entry.reason})" if entry.reason else ")")))
     order = {"lead": 0, "call": 1, "disposition": 2, "closed": 3, "dnc": 4, "consent": 5, "chain": 6, "email": 7}
-    return sorted(events, key=lambda e: (e.at, order.get(e.kind, 9)))
+    return sorted(events, key=lambda e: (e.at, e.rank == 9, order.get(e.kind, 9)))

@@ -8,6 +8,7 @@ undefined fields refused, so a typo in a field name is a validation error, not a
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
@@ -105,11 +106,17 @@ def render(template: Template, fields: Mapping[str, Any]) -> Rendered:
     values = {name: fields.get(name) for name in FIELDS}
     values.update({k: v for k, v in fields.items() if k in FIELDS})
     try:
-        subject = _ENV.from_string(template.subject).render(values)
-        body = _ENV.from_string(template.body).render(values)
+        subject = _compiled(template.subject).render(values)
+        body = _compiled(template.body).render(values)
     except (UndefinedError, SecurityError, TemplateSyntaxError) as exc:
         raise UsageError(f"template {template.ref} does not render: {exc}") from None
     return Rendered(template, " ".join(subject.split()), body)
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str):
+    """Compiling a template costs milliseconds; the same text is compiled once per process."""
+    return _ENV.from_string(source)
 
 
 def load_catalog(directory: Path) -> Catalog:

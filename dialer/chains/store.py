@@ -61,8 +61,13 @@ def email_of(extra: dict[str, Any] | None) -> str | None:
 
 def tick(db: Database, catalog: Catalog, settings: ChainsSettings, now: datetime) -> TickCounts:
     require_aware(now)
-    with db.write() as session:
-        enrolled, skipped = enrol(session, catalog, settings, now)
+    enrolled = skipped = 0
+    while True:   # in batches, each its own transaction
+        with db.write() as session:
+            batch = enrol(session, catalog, settings, now)
+        enrolled, skipped = enrolled + batch[0], skipped + batch[1]
+        if sum(batch) < BATCH:
+            break
     queued = stopped = done = 0
     while True:
         with db.write() as session:
@@ -71,7 +76,8 @@ def tick(db: Database, catalog: Catalog, settings: ChainsSettings, now: datetime
                                    .order_by(TouchChain.next_send_at, TouchChain.id).limit(BATCH)
                                    .with_for_update(skip_locked=True)).all()
             for run in runs:
-                outcome = _advance(session, run, catalog, settings, now)
+                with session.no_autoflush:
+                    outcome = _advance(session, run, catalog, settings, now)
                 queued += outcome == "queued"
                 stopped += outcome == "stopped"
                 done += run.status == ChainStatus.DONE.value
@@ -106,7 +112,14 @@ def enrol(session: Session, catalog: Catalog, settings: ChainsSettings, now: dat
     for lead in leads:
         entry = entry_of(session, lead)
         chain = catalog.chain_for(entry) if entry else None
-        if chain is None:
+        if chain is None:   # recorded, so the lead is not looked at again and again
+            session.add(TouchChain(lead_id=lead.id, phone_e164=lead.phone_e164, email=None, chain_id="-",
+                                   chain_version=0, entry=entry.value if entry else "-", language=settings.language,
+                                   zones="", status=ChainStatus.SKIPPED.value, steps_sent=0,
+                                   token=secrets.token_urlsafe(24), started_at=lead.closed_at or now, ended_at=now,
+                                   stop_reason=f"no chain in the catalog takes {entry.value if entry else '-'!r} "
+                                               f"leads"))
+            skipped += 1
             continue
         zones = lead_zones(lead.timezone, lead.phone_e164, policy.unknown_zone_rule).zones or (
             ZoneInfo("Europe/Moscow"),)
