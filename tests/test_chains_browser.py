@@ -85,3 +85,37 @@ def test_an_unsubscribe_link_from_a_delivered_email_works_in_chromium(sqlite_db)
                                                               ("mark@example.com", False, "127.0.0.1")]
     assert "Chrome" in consents[0].user_agent and consents[1].user_agent.startswith("python-httpx")
     assert email_rows == ["sent", "sent"]
+
+
+def test_the_daemon_runs_the_chains_and_serves_the_unsubscribe_page(sqlite_db):
+    """The real daemon (simulated PBX over AMI): a write-instead lead from the webhook gets its first
+    e-mail from the daemon's own chain loop, and the daemon answers the e-mail's one-click POST."""
+    import asyncio
+    from tests.daemon_harness import daemon_settings, make_pbx, moscow_day_clock, post_leads, running_daemon
+
+    db = sqlite_db
+    with SmtpInbox() as inbox:
+        async def scenario():
+            pbx = make_pbx([])
+            port = await pbx.start()
+            settings = daemon_settings(str(db.engine.url), port, **{
+                "chains.smtp_host": "127.0.0.1", "chains.smtp_port": inbox.port, "chains.poll_seconds": 0.1,
+                "chains.public_url": "http://placeholder.invalid"})
+            try:
+                async with running_daemon(settings, db, moscow_day_clock()) as daemon:
+                    [answer] = await post_leads(daemon.http_url, [{"phone": "+79124440009", "email": "d@example.ru",
+                                                                   "write_instead": "да"}])
+                    assert answer["reason"] == "write_instead"
+                    [mail] = await asyncio.to_thread(inbox.wait_for, 1, 30)
+                    link = mail.message["List-Unsubscribe"].strip().strip("<>")
+                    # the link names the public address; the daemon here listens on a free port
+                    local = link.replace("http://placeholder.invalid", daemon.http_url)
+                    async with httpx.AsyncClient(timeout=10) as client:
+                        response = await client.post(local, data={"List-Unsubscribe": "One-Click"})
+                    assert response.status_code == 200 and "Готово" in response.text
+                    return answer["lead_id"]
+            finally:
+                await pbx.stop()
+
+        lead_id = asyncio.run(scenario())
+    assert chain_of_lead(db, lead_id)["stop_reason"] == "unsubscribe"
