@@ -242,6 +242,20 @@ def leads_show(ctx: typer.Context, lead_id: int = typer.Argument(..., help="Lead
                   title=f"lead {lead_id}")
 
 
+@leads_app.command("trail")
+def leads_trail(ctx: typer.Context, phone: str = typer.Argument(..., help="Phone number in any usual format"),
+                fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv")) -> None:
+    """Every lead, call, e-mail, consent and DNC change of a number, in time order (center zone)."""
+    from zoneinfo import ZoneInfo
+    from leads.dnc import _e164
+    from leads.trail import trail
+    s = state(ctx)
+    center = ZoneInfo(s.settings.center_timezone)
+    rows = [{**e.as_dict(), "at": e.at.astimezone(center)}
+            for e in trail(_ready_store(s), _e164(phone, s.settings.default_region))]
+    render(rows, fmt.value, title=f"trail of {phone}", columns=["at", "kind", "lead_id", "what"])
+
+
 # ---------------------------------------------------------------- DNC
 
 @dnc_app.command("add")
@@ -264,7 +278,8 @@ def dnc_remove(ctx: typer.Context, phone: str = typer.Argument(..., help="Phone 
     from leads import dnc
     from leads.phone import mask_phone
     s = state(ctx)
-    number, removed = dnc.remove(_ready_store(s), phone, region=s.settings.default_region, removed_by=by)
+    number, removed = dnc.remove(_ready_store(s), phone, region=s.settings.default_region, removed_by=by,
+                                 now=clock.now())
     if not removed:
         raise NotFound(f"{mask_phone(number)} is not on the DNC list")
     console.print(f"{mask_phone(number)} removed from the DNC list")
@@ -1264,6 +1279,9 @@ def operators_passwd(ctx: typer.Context, operator: str = typer.Argument(..., hel
     operator_id, name, interface = set_operator_password(_ready_store(state(ctx)), operator, password)
     console.print(f"password set for operator {operator_id} {name} ({interface})", highlight=False)
 
+
+from dialer.chains.cli import app as chains_app   # noqa: E402  touch chains (issue 19)
+app.add_typer(chains_app, name="chains")
 
 # ---------------------------------------------------------------- entry point
 

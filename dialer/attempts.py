@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from dialer.crm.outbox import enqueue_outcome
 from kernel.db.engine import Database
 from kernel.db.models import AttemptEvent, CallAttempt, Disposition, Lead, Operator
 from leads.attempt import AttemptState, CallResult
+from leads.caller_id import choose_caller_id, number_of, with_number
 from leads.policy.results import record_attempt_result
 
 log = logging.getLogger("dialer.attempts")
@@ -60,11 +61,22 @@ class OpenAttempt:
 
 
 def mark_dialing(db: Database, attempt_id: int, *, action_id: str, channel_id: str, channel: str,
-                 number: str) -> None:
-    """Before the Originate goes out: the ids every later event will be tied to."""
+                 number: str, caller_ids: Mapping[str, Sequence[str]] | None = None,
+                 default_caller_id: str = "") -> str:
+    """Before the Originate goes out: the ids every later event will be tied to, and the caller ID it
+    shows (from the pool of the lead's source/product, else the default). Returns the CallerID to send."""
     with db.write() as session:
+        caller_id, shown = default_caller_id, number_of(default_caller_id)
+        if caller_ids:
+            lead = session.execute(select(Lead.source, Lead.product, Lead.phone_e164).join(
+                CallAttempt, CallAttempt.lead_id == Lead.id).where(CallAttempt.id == attempt_id)).first()
+            chosen = choose_caller_id(caller_ids, *lead) if lead is not None else None
+            if chosen:
+                caller_id, shown = with_number(default_caller_id, chosen), chosen
         session.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(
-            action_id=action_id, channel_id=channel_id, channel=channel, dialed_number=number))
+            action_id=action_id, channel_id=channel_id, channel=channel, dialed_number=number,
+            caller_id=shown or None))
+    return caller_id
 
 
 def store_updates(db: Database, updates: Sequence[AttemptUpdate], *, center_zone: str,

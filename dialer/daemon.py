@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -144,6 +145,7 @@ class Daemon:
             sender = self._start_sender()
             if sender is not None:
                 tasks["crm"] = sender
+            tasks.update(_start_chains(self))   # touch chains (issue 19)
             self.ready.set()
             log.info("daemon.started daemon_id=%s pbx=%s http=%s", self.daemon_id, self.pbx, self.http_url)
             stop_wait = asyncio.create_task(stop.wait(), name="stop")
@@ -352,12 +354,15 @@ class Daemon:
         self.tracker.track(claim.attempt_id, action_id=request.action_id, at=now, channel_id=request.channel_id,
                            lead_id=claim.lead_id)
         try:
-            await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id,
-                                    action_id=request.action_id, channel_id=request.channel_id,
-                                    channel=request.channel, number=number)
+            caller_id = await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id,
+                                                action_id=request.action_id, channel_id=request.channel_id,
+                                                channel=request.channel, number=number,
+                                                caller_ids=self.settings.ledger.caller_ids,   # issue 19
+                                                default_caller_id=dial.caller_id)
         except Exception:   # not dialed: the claim is given back once the store answers (_after_store_outage)
             self._untrack(claim.attempt_id)
             raise
+        request = dataclasses.replace(request, caller_id=caller_id)
         self.stats.max_in_progress = max(self.stats.max_in_progress, len(self.tracker.active))
         try:
             if self.on_originate is not None:
@@ -702,7 +707,25 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
     routers.append(dispositions_router(daemon.db, daemon.clock, daemon.settings,
                                        operator_identity=console.operator_identity,   # console (issue 6)
                                        on_outcome=lambda *_: daemon._sender.wake() if daemon._sender else None))
+    from dialer.chains.web import unsubscribe_router   # touch chains (issue 19)
+    routers.append(unsubscribe_router(daemon.db, daemon.clock))
     return routers
+
+
+def _start_chains(daemon: Daemon) -> dict[str, asyncio.Task]:
+    """Touch chains (issue 19): enrol, queue and send e-mails; a broken catalog stops e-mail, not calls."""
+    if not daemon.settings.chains.enabled or not daemon.settings.chains.smtp_host:
+        return {}
+    from dialer.chains.catalog import catalog_directory, load_catalog
+    from dialer.chains.mailer import EmailSender
+    from kernel.errors import UsageError
+    try:
+        catalog = load_catalog(catalog_directory(daemon.settings.chains.directory))
+    except UsageError as exc:
+        log.error("chains.not_started reason=%s", exc)
+        return {}
+    sender = EmailSender(daemon.db, daemon.settings.chains, daemon.clock, random.Random())
+    return {"chains": asyncio.create_task(sender.run(catalog, daemon._stopping), name="chains")}
 
 
 def _member_status(value: int | None) -> MemberStatus:

@@ -24,6 +24,7 @@ from kernel.settings import DialSettings
 from leads.attempt import AttemptState, CallResult, DispositionKind
 from leads.disposition import (AlreadyDisposed, DispositionInput, DispositionRefused, NotYourAttempt,
                                ValidDisposition, lead_change, validate, was_connected)
+from leads.contact import switch_to_email
 from leads.dnc import add_to_dnc
 from leads.lead import CloseReason, LeadStatus
 from leads.phone import mask_phone
@@ -114,6 +115,8 @@ def _apply(session: Session, attempt: CallAttempt, lead: Lead, valid: ValidDispo
         reason = f"customer asked in call attempt {attempt.id}" + (f": {valid.comment}" if valid.comment else "")
         add_to_dnc(session, lead.phone_e164, reason=reason, added_by=recorded_by, now=now)
         others = _close_open_leads_with_phone(session, lead.phone_e164, except_lead=lead.id, now=now)
+    if rule.switches_to_email and lead.phone_e164:   # "write, don't call" (issue 19)
+        others = len(switch_to_email(session, [lead.phone_e164], [], now))
     disposition = Disposition(attempt_id=attempt.id, lead_id=lead.id, operator_id=attempt.operator_id,
                               kind=valid.kind.value, amount=valid.amount, currency=valid.currency,
                               callback_at=valid.callback_at, comment=valid.comment,

@@ -240,6 +240,45 @@ class ZonesSettings:
 
 
 @dataclass(frozen=True)
+class ChainsSettings:
+    # touch chains (issue 19): e-mail for the leads the calls do not reach
+    enabled: bool = setting(True, "Run the e-mail chains (enrol leads, queue and send e-mails)")
+    directory: str = setting("", "Folder of the e-mail catalog (chains.yaml, templates/); empty: the one "
+                                 "shipped with the dialer")
+    smtp_host: str = setting("", "SMTP server the e-mails go out through (empty: the daemon runs no chain)")
+    smtp_port: int = setting(25, "SMTP port", between(1, 65535))
+    smtp_starttls: bool = setting(False, "Upgrade the SMTP connection with STARTTLS")
+    smtp_username: str = setting("", "SMTP login (empty: no AUTH)")
+    smtp_password: str = setting("", "SMTP password", secret=True)
+    smtp_timeout_seconds: float = setting(30.0, "SMTP timeout of one delivery", between(0.1, 600))
+    from_address: str = setting("shop@example.com", "From: address of the e-mails", not_empty)
+    public_url: str = setting("http://127.0.0.1:8080", "The daemon's address as customers reach it: base of "
+                                                     "the unsubscribe links", http_url_or_empty)
+    shop_name: str = setting("ДомТехника", "The shop's name in the e-mails", not_empty)
+    site_url: str = setting("https://shop.example/order", "Where an e-mail's call to action leads",
+                            http_url_or_empty)
+    language: str = setting("ru", "Language of the e-mails unless the lead's extra field 'language' says "
+                                  "otherwise", one_of("ru", "en"))
+    max_failures: int = setting(8, "Failed SMTP deliveries before an e-mail becomes a dead letter",
+                                between(1, 100))
+    retry_base_seconds: float = setting(60.0, "Delay after the first failed delivery; doubles with each failure",
+                                        between(0.01, 86400))
+    retry_max_seconds: float = setting(3600.0, "Longest delay between two delivery tries", between(0.01, 86400))
+    poll_seconds: float = setting(60.0, "How often the daemon enrols leads and queues due e-mails",
+                                  between(0.01, 3600))
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    # consent and caller-ID ledger (issue 19): each attempt shows a number from this pool, and records it
+    caller_ids: dict = setting(default_factory=dict, help="Caller-ID pool: 'source/product', 'source' or '*' "
+                                                          "(first match) -> list of numbers shown to customers",
+                               check=lambda v: None if all(isinstance(n, list) and n and all(
+                                   isinstance(x, str) and re.fullmatch(r"\+?\d{5,15}", x) for x in n)
+                                   for n in v.values()) else "lists of phone numbers such as [\"+74950000000\"]")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -257,6 +296,8 @@ class Settings:
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
     zones: ZonesSettings = setting(default_factory=ZonesSettings)         # numbering plan (issue 12)
+    chains: ChainsSettings = setting(default_factory=ChainsSettings)      # touch chains (issue 19)
+    ledger: LedgerSettings = setting(default_factory=LedgerSettings)      # caller-ID pool (issue 19)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -265,6 +306,7 @@ SECTIONS: dict[str, type] = {
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
     "zones": ZonesSettings,
+    "chains": ChainsSettings, "ledger": LedgerSettings,   # touch chains, caller-ID pool (issue 19)
 }
 
 

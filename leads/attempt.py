@@ -54,3 +54,4 @@ class DispositionKind(StrEnum):
     DO_NOT_CALL = "do_not_call"
     COMPLAINT = "complaint"
     NO_DECISION = "no_decision"
+    WRITE_INSTEAD = "write_instead"           # "do not call me, write to me": e-mail only (issue 19)

@@ -56,6 +56,7 @@ class DispositionRule:
     needs_callback_time: bool = False   # callback: the time agreed with the customer
     adds_to_dnc: bool = False           # the number goes on the do-not-call list
     alert: str | None = None            # raise an alert to the team lead
+    switches_to_email: bool = False     # every open lead with the number goes to e-mail only (issue 19)
     meaning: str = ""
 
 
@@ -82,6 +83,11 @@ RULES: Mapping[DispositionKind, DispositionRule] = {
     DispositionKind.NO_DECISION: DispositionRule(LeadStatus.RETRY,
                                                  meaning="no outcome yet; lead stays open, the policy picks "
                                                          "the next contact"),
+    DispositionKind.WRITE_INSTEAD: DispositionRule(LeadStatus.CLOSED, CloseReason.WRITE_INSTEAD,
+                                                   switches_to_email=True,
+                                                   meaning="customer asked to be written to, not called: every "
+                                                           "open lead with the number closed for calls, the "
+                                                           "e-mail chain takes over"),
 }
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from kernel.db.engine import Database
-from kernel.db.models import DncEntry
+from kernel.db.models import ConsentRecord, DncEntry
 from kernel.errors import InvalidPhone, UsageError
 from leads.phone import mask_phone, normalize_phone
 
@@ -38,6 +38,8 @@ def add_to_dnc(session: Session, phone_e164: str, *, reason: str | None, added_b
     if session.get(DncEntry, phone_e164) is not None:
         return False
     session.add(DncEntry(phone_e164=phone_e164, reason=reason, added_by=added_by, added_at=now))
+    session.add(ConsentRecord(phone_e164=phone_e164, channel="call", granted=False, source="dnc",   # issue 19
+                              consent_text=reason, recorded_by=added_by, at=now))
     log.info("dnc.added phone=%s by=%s", mask_phone(phone_e164), added_by)
     return True
 
@@ -49,13 +51,17 @@ def add(db: Database, raw_phone: str, *, region: str, reason: str | None, added_
         return phone, add_to_dnc(session, phone, reason=reason, added_by=added_by, now=now)
 
 
-def remove(db: Database, raw_phone: str, *, region: str, removed_by: str) -> tuple[str, bool]:
+def remove(db: Database, raw_phone: str, *, region: str, removed_by: str,
+           now: datetime | None = None) -> tuple[str, bool]:
     phone = _e164(raw_phone, region, "removed from")
     with db.write() as session:
         entry = session.get(DncEntry, phone)
         if entry is None:
             return phone, False
         session.delete(entry)
+        if now is not None:   # the consent ledger keeps the change (issue 19)
+            session.add(ConsentRecord(phone_e164=phone, channel="call", granted=True, source="dnc_removed",
+                                      recorded_by=removed_by, at=now))
     log.info("dnc.removed phone=%s by=%s", mask_phone(phone), removed_by)
     return phone, True
 

@@ -9,6 +9,7 @@ arriving at the same moment give one `new` and one `duplicate`.
 from __future__ import annotations
 
 import json
+import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from kernel.db.models import Lead
 from kernel.errors import InvalidPhone
 from leads.dedup import EarlierLead, dedup
 from leads.dnc import numbers_on_dnc
-from leads.lead import LeadStatus
+from leads.contact import switch_to_email, wants_email
+from leads.lead import CloseReason, LeadStatus
 from leads.phone import Phone, mask_phone, normalize_phone
 from leads.policy.store import current_policy
 
@@ -143,6 +145,7 @@ class Intake:
         rows: list[dict[str, Any]] = []
         outcomes: list[IntakeOutcome] = []
         seen_items: dict[tuple[str, str], IntakeOutcome] = {}
+        email_wishes: list[int] = []
         for lead, phone in zip(leads, phones):
             item_key = (lead.source, lead.source_item_id) if lead.source_item_id else None
             if item_key in already or item_key in seen_items:
@@ -157,10 +160,19 @@ class Intake:
                                                        outcome.duplicate_of))
             rows.append(_row(lead_id, lead, phone, outcome, received_at))
             outcomes.append(outcome)
+            if outcome.phone and outcome.status in (LeadStatus.NEW, LeadStatus.DUPLICATE) and wants_email(lead.extra):
+                email_wishes.append(len(outcomes) - 1)   # "write, don't call" (issue 19)
             if item_key:
                 seen_items[item_key] = outcome
         if rows:
             _insert_leads(session, self.db, rows)
+            if email_wishes:
+                closed = set(switch_to_email(session, [outcomes[i].phone for i in email_wishes],
+                                             [outcomes[i].lead_id for i in email_wishes], received_at))
+                for i, outcome in enumerate(outcomes):
+                    if outcome.lead_id in closed and not outcome.already_stored:
+                        outcomes[i] = dataclasses.replace(outcome, status=LeadStatus.CLOSED,
+                                                          reason=CloseReason.WRITE_INSTEAD.value)
             if self.db.is_postgres and any(o.status is LeadStatus.NEW for o in outcomes):
                 session.execute(text("SELECT pg_notify('dialer_new_leads', '')"))
         for outcome in outcomes if log.isEnabledFor(logging.DEBUG) else ():

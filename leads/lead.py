@@ -42,3 +42,4 @@ class CloseReason(StrEnum):
     DUPLICATE = "duplicate"
     COMPLAINT = "complaint"
     NO_DECISION = "no_decision"
+    WRITE_INSTEAD = "write_instead"    # the customer asked for e-mail, not calls (issue 19)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from kernel.db.engine import Database
 from kernel.db.models import CallAttempt, Disposition, Lead
@@ -68,4 +68,30 @@ def lead_details(db: Database, lead_id: int) -> dict[str, Any]:
                                        .order_by(Disposition.id)).all()
         details["dispositions"] = [{c.name: getattr(d, c.name) for c in Disposition.__table__.columns}
                                    for d in dispositions]
+        details.update(_ledger(session, lead))   # consent, e-mail chain and e-mails (issue 19)
         return details
+
+
+def _ledger(session, lead: Lead) -> dict[str, Any]:
+    """Where the lead's consent came from, its later changes, its e-mail chain and each e-mail's template."""
+    from kernel.db.models import ConsentRecord, TouchChain, TouchEmail
+    from leads.consent import consent_line, consent_of
+    consent = consent_of(lead.source, lead.received_at, lead.extra)
+    out: dict[str, Any] = {"consent": consent_line(consent), "consent_form_id": consent["form_id"],
+                           "consent_text": consent["consent_text"], "consent_version": consent["consent_version"],
+                           "consent_ip": consent["ip"], "consent_user_agent": consent["user_agent"]}
+    run = session.scalar(select(TouchChain).where(TouchChain.lead_id == lead.id))
+    out["email_chain"] = (f"{run.chain_id} v{run.chain_version} ({run.entry}): {run.status}"
+                          + (f", {run.stop_reason}" if run.stop_reason else "")) if run else None
+    who = [ConsentRecord.lead_id == lead.id]
+    if lead.phone_e164:
+        who.append(ConsentRecord.phone_e164 == lead.phone_e164)
+    out["consent_changes"] = [{"at": c.at, "channel": c.channel, "granted": c.granted, "source": c.source,
+                               "by": c.recorded_by, "ip": c.ip, "user_agent": c.user_agent}
+                              for c in session.scalars(select(ConsentRecord).where(or_(*who))
+                                                       .order_by(ConsentRecord.at, ConsentRecord.id))]
+    out["emails"] = [{"step": e.step, "template": e.template, "to": e.to_address, "planned_at": e.planned_at,
+                      "queued_at": e.queued_at, "subject": e.subject}
+                     for e in session.scalars(select(TouchEmail).where(TouchEmail.lead_id == lead.id)
+                                              .order_by(TouchEmail.step))]
+    return out

@@ -84,6 +84,10 @@ class CallCard:
     script: ScriptChoice = ScriptChoice(None)
     customer_zones: tuple[str, ...] = ()   # the zone(s) whose quiet hours apply to the lead (issue 12)
     zone_source: str | None = None         # where they come from, in the operator's words
+    # the ledger (issue 19): the number this call showed, where the consent came from, the e-mails sent
+    caller_id: str | None = None
+    consent: str | None = None
+    emails: tuple[str, ...] = ()
 
 
 def owns_call(call_operator_id: int | None, call_interface: str | None, operator_id: int | None,
@@ -194,7 +198,7 @@ def load_call_card(db: Database, attempt_id: int, scripts: ScriptBook, operator_
                     product=lead.product, source=lead.source, received_at=lead.received_at, comment=lead.comment,
                     preferred_time=lead.preferred_time, region=lead.region, timezone=lead.timezone,
                     extra=dict(lead.extra or {}), contact_number=facts.contact_number, history=history,
-                    disposition=_summary(this), **_customer_zone(lead))
+                    disposition=_summary(this), **_customer_zone(lead), **_ledger(session, attempt, lead))
     return CallCard(**card, script=scripts.choose(facts, facts.contact_number))
 
 
@@ -208,6 +212,15 @@ def _customer_zone(lead: Lead) -> dict[str, Any]:
     if not zones.known:
         return {"customer_zones": (), "zone_source": "неизвестен"}
     return {"customer_zones": zones.names, "zone_source": _ZONE_SOURCE_WORDS.get(zones.source, zones.source)}
+
+
+def _ledger(session, attempt: CallAttempt, lead: Lead) -> dict[str, Any]:
+    from kernel.db.models import TouchEmail
+    from leads.consent import consent_line, consent_of
+    emails = session.scalars(select(TouchEmail).where(TouchEmail.lead_id == lead.id).order_by(TouchEmail.step))
+    return {"caller_id": attempt.caller_id, "consent": consent_line(consent_of(lead.source, lead.received_at,
+                                                                              lead.extra)),
+            "emails": tuple(f"{e.queued_at:%Y-%m-%d} {e.template.split('#')[0]}: {e.subject}" for e in emails)}
 
 
 def open_call_of(db: Database, operator_id: int, interface: str | None, now: datetime) -> int | None:

@@ -35,6 +35,7 @@ KIND_WORDS = {
     DispositionKind.DO_NOT_CALL.value: "Не звонить (в стоп-лист)",
     DispositionKind.COMPLAINT.value: "Жалоба",
     DispositionKind.NO_DECISION.value: "Без решения",
+    DispositionKind.WRITE_INSTEAD.value: "Не звонить, писать на e-mail",
 }
 RESULT_WORDS = {
     "connected": "разговор", "no_answer": "нет ответа", "busy": "занято", "congestion": "перегрузка линии",
@@ -150,6 +151,12 @@ def _lead_section(card: CallCard, zone: ZoneInfo, now: datetime) -> str:
             rows.append((label, h(value)))
     rows.append(("Часовой пояс клиента", f'<span id="lead-zone">{_zone_text(card, now)}</span>'))
     rows += [(escape(str(key)), h(value)) for key, value in card.extra.items() if key != "language"]
+    if card.caller_id:
+        rows.append(("Наш номер в звонке", f'<span id="lead-caller-id">{h(card.caller_id)}</span>'))
+    if card.consent:
+        rows.append(("Согласие", f'<span id="lead-consent">{h(card.consent)}</span>'))
+    if card.emails:
+        rows.append(("Письма", '<span id="lead-emails">' + "<br>".join(h(e) for e in card.emails) + "</span>"))
     if card.comment:
         rows.append(("Комментарий клиента", f'<span class="comment">{h(card.comment)}</span>'))
     details = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows)

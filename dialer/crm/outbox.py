@@ -20,6 +20,7 @@ from kernel.clock import require_aware
 from kernel.db.engine import Database
 from kernel.db.models import CallAttempt, Disposition, Lead, Operator, OutboxMessage
 from kernel.errors import NotFound, UsageError
+from leads.consent import consent_of
 from leads.disposition import was_connected
 
 log = logging.getLogger("dialer.crm.outbox")
@@ -28,12 +29,14 @@ log = logging.getLogger("dialer.crm.outbox")
 class Topic(StrEnum):
     OUTCOME = "outcome"   # one per attempt: to the CRM and to the nightly file
     ALERT = "alert"       # for the team lead (complaint); delivered by the alerts component
+    EMAIL = "email"       # a touch-chain e-mail; delivered over SMTP by dialer/chains/mailer.py
 
 
 class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"         # gave up after crm.max_failures; `dialer crm retry` sends it again
+    CANCELLED = "cancelled"   # an e-mail whose chain stopped (unsubscribe, order, ...) before it went out
 
 
 # Our field names, in the order of the CSV columns. crm.field_map renames them for the CRM.
@@ -43,6 +46,8 @@ OUTCOME_FIELDS: tuple[str, ...] = (
     "currency", "callback_at", "comment", "custom_fields", "operator_id", "operator", "recorded_by",
     "claimed_at", "dialed_at", "answered_at", "connected_at", "ended_at", "talk_seconds", "recording",
     "lead_status", "close_reason", "alert",
+    # the ledger (issue 19): the number the call showed, where the consent came from
+    "caller_id", "consent_form_id", "consent_text", "consent_version", "consent_ip", "consent_user_agent",
 )
 
 
@@ -99,6 +104,9 @@ def build_outcome(attempt: CallAttempt, lead: Lead, disposition: Disposition | N
         "lead_status": lead.status,
         "close_reason": lead.close_reason,
         "alert": None,
+        "caller_id": attempt.caller_id,
+        **{f"consent_{k}" if not k.startswith("consent_") else k: v
+           for k, v in consent_of(lead.source, lead.received_at, lead.extra).items() if k not in ("source", "at")},
     }
     assert tuple(payload) == OUTCOME_FIELDS
     return payload
@@ -172,7 +180,7 @@ def _earlier_undelivered():
 
 
 def claim_due(session: Session, now: datetime, lease_until: datetime, limit: int,
-              skip_ids: Iterable[int] = ()) -> list[Delivery]:
+              skip_ids: Iterable[int] = (), topic: Topic = Topic.OUTCOME) -> list[Delivery]:
     """Take due outcomes that head their lead's queue, and lease them until `lease_until`.
 
     The lease (next_try_at pushed forward) keeps other senders and the lead's later outcomes away
@@ -180,7 +188,7 @@ def claim_due(session: Session, now: datetime, lease_until: datetime, limit: int
     becomes due again when the lease ends.
     """
     query = (select(OutboxMessage)
-             .where(OutboxMessage.topic == Topic.OUTCOME.value, OutboxMessage.status == OutboxStatus.PENDING.value,
+             .where(OutboxMessage.topic == topic.value, OutboxMessage.status == OutboxStatus.PENDING.value,
                     OutboxMessage.next_try_at <= now, ~_earlier_undelivered())
              .order_by(OutboxMessage.next_try_at, OutboxMessage.id).limit(limit)
              .with_for_update(skip_locked=True, of=OutboxMessage))
@@ -211,10 +219,10 @@ def mark_failed(session: Session, outbox_id: int, error: str, retry_at: datetime
     return row.status
 
 
-def next_due_at(session: Session) -> datetime | None:
+def next_due_at(session: Session, topic: Topic = Topic.OUTCOME) -> datetime | None:
     """When the next outcome that may be sent (the head of its lead's queue) is due."""
     return session.scalar(select(func.min(OutboxMessage.next_try_at))
-                          .where(OutboxMessage.topic == Topic.OUTCOME.value,
+                          .where(OutboxMessage.topic == topic.value,
                                  OutboxMessage.status == OutboxStatus.PENDING.value, ~_earlier_undelivered()))
 
 
@@ -232,24 +240,24 @@ class DeadLetter:
     holds_back: int     # later outcomes of the same lead waiting behind this one
 
 
-def dead_letters(db: Database) -> list[DeadLetter]:
+def dead_letters(db: Database, topic: Topic = Topic.OUTCOME) -> list[DeadLetter]:
     later = aliased(OutboxMessage)
     holds_back = (select(func.count()).where(later.topic == OutboxMessage.topic,
                                              later.lead_id == OutboxMessage.lead_id, later.id > OutboxMessage.id,
                                              later.status != OutboxStatus.SENT.value)
                   .correlate(OutboxMessage).scalar_subquery())
     query = (select(OutboxMessage, holds_back)
-             .where(OutboxMessage.topic == Topic.OUTCOME.value, OutboxMessage.status == OutboxStatus.DEAD.value)
+             .where(OutboxMessage.topic == topic.value, OutboxMessage.status == OutboxStatus.DEAD.value)
              .order_by(OutboxMessage.id))
     with db.read() as session:
         return [DeadLetter(m.id, m.lead_id, m.attempt_id, m.idempotency_key, m.failures, m.last_error,
                            m.created_at, n) for m, n in session.execute(query)]
 
 
-def requeue(db: Database, ids: Sequence[int] | None, now: datetime) -> list[int]:
+def requeue(db: Database, ids: Sequence[int] | None, now: datetime, topic: Topic = Topic.OUTCOME) -> list[int]:
     """Dead letters back to pending, due now, with a fresh failure count. ids=None: every dead letter."""
     with db.write() as session:
-        query = select(OutboxMessage.id, OutboxMessage.status).where(OutboxMessage.topic == Topic.OUTCOME.value)
+        query = select(OutboxMessage.id, OutboxMessage.status).where(OutboxMessage.topic == topic.value)
         if ids is None:
             query = query.where(OutboxMessage.status == OutboxStatus.DEAD.value)
         else:

@@ -164,6 +164,7 @@ class CallRecord:
     answered_at: datetime | None
     connected_at: datetime | None
     ended_at: datetime
+    caller_num: str = ""     # the CallerID number the Originate asked to show (issue 19)
 
 
 class Switch(Protocol):
@@ -248,7 +249,8 @@ class Call:
         return CallRecord(self.l1.uniqueid, self.request.action_id, self.target.number, self.request.variables,
                           self.plan.outcome, self.result or CallResult.DROPPED,
                           self.member.interface if self.member and self.connected_at else None,
-                          self.started_at, self.answered_at, self.connected_at, self.ended_at or self.sw.now())
+                          self.started_at, self.answered_at, self.connected_at, self.ended_at or self.sw.now(),
+                          self.request.caller_num)
 
     def setup(self) -> None:
         """Create the Local pair and the trunk channel and start dialing (all at the Originate instant)."""

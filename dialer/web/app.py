@@ -33,7 +33,7 @@ def create_app(settings: Settings, db: Database, intake: Intake, clock: Clock,
     app.state.intake = intake
     app.state.clock = clock
     app.include_router(health_router(db))
-    app.include_router(webhook_router(intake, settings.intake, clock))
+    app.include_router(webhook_router(intake, settings.intake, clock, center_zone=settings.center_timezone))
     for router in routers:
         app.include_router(router)
     return app

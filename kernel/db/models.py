@@ -136,6 +136,7 @@ class CallAttempt(Base):
     tech_cause: Mapped[str | None] = mapped_column(String(32))
     dial_status: Mapped[str | None] = mapped_column(String(32))
     recording_ref: Mapped[str | None] = mapped_column(String(300))
+    caller_id: Mapped[str | None] = mapped_column(String(32))   # the number shown to the customer (issue 19)
 
     claimed_at: Mapped[datetime]
     originated_at: Mapped[datetime | None]
@@ -281,3 +282,70 @@ class OperatorHold(Base):
     expires_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_operator_holds_attempt", "attempt_id"),)
+
+
+# ---------------------------------------------------------------- touch chains, consent ledger (issue 19)
+
+class TouchChain(Base):
+    """One lead's run through an e-mail chain (dialer/chains)."""
+
+    __tablename__ = "touch_chains"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), unique=True)
+    phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    chain_id: Mapped[str] = mapped_column(String(100))
+    chain_version: Mapped[int] = mapped_column(Integer)
+    entry: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(8))
+    zones: Mapped[str] = mapped_column(String(300))          # the customer's zones, comma separated
+    status: Mapped[str] = mapped_column(String(16))          # active, done, stopped, skipped
+    stop_reason: Mapped[str | None] = mapped_column(String(200))
+    steps_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_send_at: Mapped[datetime | None]
+    last_planned_at: Mapped[datetime | None]
+    token: Mapped[str] = mapped_column(String(64), unique=True)   # the unsubscribe link's secret
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_touch_chains_status_next", "status", "next_send_at"),)
+
+
+class TouchEmail(Base):
+    """Each e-mail a chain queued: which template version, to whom, planned when; outbox_id delivers it."""
+
+    __tablename__ = "touch_emails"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    chain_run_id: Mapped[int] = mapped_column(ForeignKey("touch_chains.id"), index=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    template: Mapped[str] = mapped_column(String(200))      # id.vN.lang#digest
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    planned_at: Mapped[datetime]
+    queued_at: Mapped[datetime]
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+
+    __table_args__ = (UniqueConstraint("chain_run_id", "step", name="uq_touch_emails_run_step"),)
+
+
+class ConsentRecord(Base):
+    """The consent ledger: where a permission to contact came from, or when it was withdrawn."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))         # call, email
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str | None] = mapped_column(String(64))
+    form_id: Mapped[str | None] = mapped_column(String(200))
+    consent_text: Mapped[str | None] = mapped_column(Text)   # the text the customer agreed to, or its version
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime]

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import AbstractSet
 from zoneinfo import ZoneInfo
 
-from leads.lead import LeadStatus
+from leads.lead import CloseReason, LeadStatus
 from leads.phone import mask_phone
 from leads.policy import callbacks
 from leads.policy.cadence import contact_window
@@ -44,6 +44,7 @@ class Rule(StrEnum):
     QUIET_HOURS_CENTER = "quiet_hours_center"
     QUIET_HOURS_LEAD = "quiet_hours_lead"
     NO_ALLOWED_TIME = "no_allowed_time"
+    WRITE_INSTEAD = "write_instead"
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ def dialable_from(lead: LeadFacts, now: datetime, policy: Policy, center: ZoneIn
 
 def _status_blocks(lead: LeadFacts) -> list[Block]:
     status = lead.status
+    if status == LeadStatus.CLOSED and lead.close_reason == CloseReason.WRITE_INSTEAD:
+        return [Block(Rule.WRITE_INSTEAD, "the customer asked to be written to, not called: e-mail only, "
+                                          "the dialer never calls this lead (see `dialer chains show`)")]
     if status == LeadStatus.CLOSED:
         return [Block(Rule.CLOSED, f"closed ({lead.close_reason or 'no reason recorded'})")]
     if status == LeadStatus.INVALID:

@@ -26,12 +26,13 @@ import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Sequence
 
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -40,6 +41,8 @@ from kernel.db.models import Lead
 from kernel.settings import IntakeSettings
 from leads.intake import FIELD_LIMITS, Intake, IntakeOutcome, LeadIn
 from leads.phone import mask_phone
+from leads.consent import LEDGER_FIELD_DOCS
+from leads.policy.promise import PolicyCache
 from leads.sources.json_lead import ALIASES, FIELD_DOCS, NUMBER_FIELDS, MalformedLead, lead_from_json
 from leads.sources.web_form import FORM_TYPES, FormError, charset_of, decode_form, map_fields, parse_mapping
 
@@ -55,6 +58,15 @@ class LeadAccepted(BaseModel):
     reason: str | None = None
     duplicate_of: int | None = None
     already_stored: bool = False
+    # the promised call time (issue 19), from the rules that dial (leads/policy/promise.py)
+    expected_call_at: datetime | None = Field(None, description=(
+        "When the customer can expect the call: the first-call deadline when the lead can be dialed now, "
+        "else the first moment the policy allows (quiet hours end); null when no call is planned "
+        "(invalid number, do-not-call, e-mail only). A duplicate gets the earlier lead's time."))
+    expected_call: str | None = Field(None, description=(
+        "The same as a sentence for the customer, in the request's language (the lead's 'language' field or "
+        "Accept-Language; ru or en, Russian by default): 'Мы перезвоним вам в течение 15 минут.', "
+        "'We will call you tomorrow after 10:00, your time.'"))
 
 
 class BatchAccepted(BaseModel):
@@ -85,11 +97,13 @@ class Refusal(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
-def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock) -> APIRouter:
+def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock,
+                   center_zone: str = "Europe/Moscow") -> APIRouter:
     """`POST /leads`, bound to one intake, the `[intake]` settings and the clock that stamps receipt."""
     router = APIRouter(tags=["intake"])
     store = SharedTransactions(intake, clock)
     mapping = parse_mapping(settings.fields)
+    policies = PolicyCache()   # promised call time (issue 19)
 
     @router.post("/leads", status_code=202, response_model=None, summary="Submit a lead (or a list of leads)",
                  responses={202: {"model": LeadAccepted | BatchAccepted,
@@ -120,6 +134,8 @@ def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock) -> AP
             log.info("webhook.lead lead_id=%s status=%s phone=%s%s", outcome.lead_id, outcome.status.value,
                      mask_phone(outcome.phone or lead.phone), " already_stored" if outcome.already_stored else "")
         answers = [_answer(outcome) for outcome in outcomes]
+        await _add_promises(intake, answers, outcomes, leads, request.headers.get("accept-language"), clock,
+                            center_zone, policies)
         return JSONResponse({"leads": answers} if is_batch else answers[0], status_code=202)
 
     @router.get("/leads", summary="A site builder's check that the webhook URL answers", include_in_schema=True)
@@ -403,6 +419,28 @@ def _answer(outcome: IntakeOutcome) -> dict[str, Any]:
             "duplicate_of": outcome.duplicate_of, "already_stored": outcome.already_stored}
 
 
+async def _add_promises(intake: Intake, answers: list[dict[str, Any]], outcomes: Sequence[IntakeOutcome],
+                        leads: Sequence[LeadIn], accept_language: str | None, clock: Clock, center_zone: str,
+                        policies: Any) -> None:
+    """expected_call_at and expected_call on each answer (issue 19); a failure here never refuses a lead."""
+    from leads.policy.promise import Asked, language_of, promised_calls
+    asked = [Asked(a["lead_id"], a["status"], a["reason"], a["duplicate_of"], outcome.phone, lead.timezone,
+                   language_of(str((lead.extra or {}).get("language") or accept_language or "")))
+             for a, outcome, lead in zip(answers, outcomes, leads)]
+    try:
+        if any(a.status == "duplicate" for a in asked) or not policies.fresh():
+            promises = await asyncio.get_running_loop().run_in_executor(
+                None, promised_calls, intake.db, asked, clock.now(), center_zone, policies)
+        else:   # nothing to read: compute on the loop (the policy is cached)
+            promises = promised_calls(intake.db, asked, clock.now(), center_zone, policies)
+    except Exception:   # the leads are stored: a promise we cannot compute is left out, never a 5xx
+        log.exception("webhook.promise_failed")
+        return
+    for answer, found in zip(answers, promises):
+        answer["expected_call_at"] = found.expected_call_at.isoformat() if found.expected_call_at else None
+        answer["expected_call"] = found.sentence
+
+
 def _request_body_doc() -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for name, doc in FIELD_DOCS.items():
@@ -413,6 +451,7 @@ def _request_body_doc() -> dict[str, Any]:
     for alias, name in ALIASES.items():
         properties[alias] = {**properties[name], "description": f"Another name for {name}"}
     properties["extra"] = {"type": "object", "description": "Kept as JSON with the lead"}
+    properties.update(LEDGER_FIELD_DOCS)   # e-mail, "write, don't call", consent (issue 19)
     lead = {"type": "object", "required": ["phone"], "properties": properties, "additionalProperties": True,
             "description": "Unknown fields are kept in the lead's extra"}
     example = {"phone": "8 (912) 345-67-89", "name": "Анна Петрова", "order_number": "A-1001",
