@@ -30,18 +30,27 @@ def consent_of(source: str | None, received_at: datetime | None, extra: Mapping[
     return values
 
 
-def consent_line(consent: Mapping[str, Any]) -> str:
-    """One line for a card or a trail: 'site form callback-1, consent v3, IP 203.0.113.7, Chrome/...'."""
+_WORDS = {
+    "en": {"form": "form", "consent": "consent", "none": "no consent text sent"},
+    "ru": {"form": "форма", "consent": "согласие", "none": "текст согласия не передан"},
+}
+
+
+def consent_line(consent: Mapping[str, Any], language: str = "en") -> str:
+    """One line for a card or a trail: 'site, form callback-1, consent v3, IP 203.0.113.7, Chrome/...'.
+
+    The CLI's trail is English; the operator console shows it in the operator's language (`ru`)."""
+    words = _WORDS.get(language, _WORDS["en"])
     parts = [f"{consent.get('source') or '?'}"]
     if consent.get("form_id"):
-        parts.append(f"form {consent['form_id']}")
+        parts.append(f"{words['form']} {consent['form_id']}")
     if consent.get("consent_version"):
-        parts.append(f"consent {consent['consent_version']}")
+        parts.append(f"{words['consent']} {consent['consent_version']}")
     elif consent.get("consent_text"):
         text = str(consent["consent_text"])
-        parts.append(f"consent «{text[:60]}{'…' if len(text) > 60 else ''}»")
+        parts.append(f"{words['consent']} «{text[:60]}{'…' if len(text) > 60 else ''}»")
     else:
-        parts.append("no consent text sent")
+        parts.append(words["none"])
     if consent.get("ip"):
         parts.append(f"IP {consent['ip']}")
     if consent.get("user_agent"):

@@ -108,11 +108,12 @@ def test_the_lead_card_shows_the_caller_id_the_consent_and_the_emails(db):
         session.get(CallAttempt, call).caller_id = "+74951110002"
     card = load_call_card(db, call, ScriptBook(SCRIPTS, "ru"), "Анна")
     assert card.caller_id == "+74951110002"
-    assert card.consent == "webhook, form callback-2, consent «Согласен на звонок и письма», IP 203.0.113.8"
+    # the operator's card is in the operator's language (issue 16); the CLI's `leads show` stays English
+    assert card.consent == "webhook, форма callback-2, согласие «Согласен на звонок и письма», IP 203.0.113.8"
     assert card.emails == ("2026-12-02 offer-gift.v1.ru: Подарок",)
     page = call_card(card, ZoneInfo("Europe/Moscow"), T0, "Europe/Moscow")
     assert '<span id="lead-caller-id">+74951110002</span>' in page
-    assert "form callback-2" in page and "offer-gift.v1.ru: Подарок" in page
+    assert "форма callback-2" in page and "offer-gift.v1.ru: Подарок" in page
 
 
 def test_the_nightly_export_carries_the_caller_id_and_the_consent(db, tmp_path):

@@ -219,7 +219,7 @@ def _ledger(session, attempt: CallAttempt, lead: Lead) -> dict[str, Any]:
     from leads.consent import consent_line, consent_of
     emails = session.scalars(select(TouchEmail).where(TouchEmail.lead_id == lead.id).order_by(TouchEmail.step))
     return {"caller_id": attempt.caller_id, "consent": consent_line(consent_of(lead.source, lead.received_at,
-                                                                              lead.extra)),
+                                                                              lead.extra), "ru"),
             "emails": tuple(f"{e.queued_at:%Y-%m-%d} {e.template.split('#')[0]}: {e.subject}" for e in emails)}
 
 

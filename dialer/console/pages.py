@@ -35,7 +35,7 @@ KIND_WORDS = {
     DispositionKind.DO_NOT_CALL.value: "Не звонить (в стоп-лист)",
     DispositionKind.COMPLAINT.value: "Жалоба",
     DispositionKind.NO_DECISION.value: "Без решения",
-    DispositionKind.WRITE_INSTEAD.value: "Не звонить, писать на e-mail",
+    DispositionKind.WRITE_INSTEAD.value: "Не звонить, писать на почту",
 }
 RESULT_WORDS = {
     "connected": "разговор", "no_answer": "нет ответа", "busy": "занято", "congestion": "перегрузка линии",
