@@ -548,6 +548,9 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
                       AsteriskSwitchboard(daemon.board, daemon.ami, daemon.settings.dial.queue),
                       stopping=daemon._stopping)
     routers = [console.router]
+    if daemon.settings.bitrix24.webhook_url:   # crm connectors (issue 20): Bitrix24's outgoing webhook
+        from dialer.crm.bitrix24.events import events_router
+        routers.append(events_router(daemon.settings.bitrix24, daemon.intake, daemon.clock))
     try:
         from dialer.web.dispositions import dispositions_router
     except ImportError:

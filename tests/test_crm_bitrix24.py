@@ -140,3 +140,47 @@ def test_a_status_the_portal_does_not_know_is_refused_with_its_words_and_nothing
     with db.read() as session:
         error = session.scalar(select(OutboxMessage.last_error))
     assert "Status not found: SOLD" in error and crm.comments == []   # halted before the comment
+
+
+
+def test_oncrmleadadd_is_answered_at_once_checked_by_token_and_the_lead_is_fetched_and_dialed(db):
+    from tests.daemon_harness import (attempts, daemon_settings, make_pbx, moscow_day_clock, running_daemon,
+                                      wait_until)
+    stub = Bitrix24Stub().start()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    async def scenario():
+        pbx = make_pbx([{"pattern": r"\+7912770.*", "outcome": "busy"}])
+        port = await pbx.start()
+        settings = daemon_settings(str(db.engine.url.render_as_string(hide_password=False)), port, **{
+            "bitrix24.webhook_url": stub.url, "bitrix24.application_token": "app-token",
+            "bitrix24.order_field": "UF_CRM_ORDER", "bitrix24.interval_seconds": 3600.0})
+        try:
+            async with running_daemon(settings, db, moscow_day_clock()) as daemon:
+                # the catch-up's first pass finds nothing; the next one is an hour away
+                await wait_until(lambda: "crm.lead.list" in stub.requests, 10, what="the first catch-up")
+                stub.add_lead(77, phone="+79127700077", name="Ольга", UF_CRM_ORDER="Z-77")
+                url = f"{daemon.http_url}/crm/bitrix24/events"
+                async with httpx.AsyncClient() as client:
+                    wrong = await client.post(url, headers=form, content="event=ONCRMLEADADD&data[FIELDS][ID]=77"
+                                                                         "&auth[application_token]=nope")
+                    assert wrong.status_code == 403 and "application_token" in wrong.json()["reason"]
+                    bad = await client.post(url, headers=form, content=b"\xff\xfe%%%&event=ONCRMDEALADD"
+                                                                       b"&auth[application_token]=app-token")
+                    assert bad.status_code == 400 and "not handled" in bad.json()["reason"]
+                    gone = await client.post(url, headers=form, content="event=ONCRMLEADADD&data[FIELDS][ID]=999"
+                                                                        "&auth[application_token]=app-token")
+                    assert gone.status_code == 200       # answered at once; the fetch fails later, logged
+                    good = await client.post(url, headers=form, content="event=ONCRMLEADADD&data[FIELDS][ID]=77"
+                                                                        "&auth[application_token]=app-token")
+                    assert good.status_code == 200 and good.json() == {"accepted": True, "lead": "77"}
+                await wait_until(lambda: len(attempts(db)) >= 1, 30, what="lead 77 dialed")
+        finally:
+            await pbx.stop()
+
+    try:
+        asyncio.run(scenario())
+        assert stub.requests.count("crm.lead.get") == 2
+        assert stored(db) == {"77": ("+79127700077", "Z-77")}
+    finally:
+        stub.stop()
