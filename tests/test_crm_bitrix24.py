@@ -73,10 +73,11 @@ def test_new_leads_come_in_across_pages_and_a_later_change_is_caught_up(db, crm)
         crm.add_lead(i, phone=f"+7912{i:07d}", UF_CRM_ORDER=f"Z-{i}",
                      modified=f"2026-12-07T09:{i // 60:02d}:{i % 60:02d}+03:00")
     crm.add_lead(99, status="JUNK")
+    crm.add_lead(61, modified="2026-12-07T09:30:00+03:00")["PHONE"] = []   # a lead without a phone
     settings, clock = settings_for(crm), ManualClock(NOW)
     report = asyncio.run(poll(db, settings, clock))
-    assert report["error"] is None and report["new"] == 60
-    assert stored(db)["7"] == ("+79120000007", "Z-7")
+    assert report["error"] is None and report["new"] == 60 and report["invalid"] == 1
+    assert stored(db)["61"] == (None, None) and stored(db)["7"] == ("+79120000007", "Z-7")
     crm.add_lead(100, phone="+79990000100", modified="2026-12-07T10:00:00+03:00")
     report = asyncio.run(poll(db, settings, clock))
     assert report["error"] is None and report["new"] == 1 and "100" in stored(db)

@@ -10,7 +10,8 @@ CALL_STATUS = {"connected": 200, "busy": 486, "rejected": 603, "invalid_number":
 
 
 def phone_of(lead: Mapping[str, Any]) -> str | None:
-    for entry in lead.get("PHONE") or ():
+    phones = lead.get("PHONE")
+    for entry in phones if isinstance(phones, list) else ():
         if isinstance(entry, dict) and str(entry.get("VALUE") or "").strip():
             return str(entry["VALUE"]).strip()
     return None
@@ -19,7 +20,8 @@ def phone_of(lead: Mapping[str, Any]) -> str | None:
 def lead_as_item(lead: Mapping[str, Any], order_field: str = "") -> dict[str, Any]:
     """A Bitrix24 lead (crm.lead.get / crm.lead.list) as a feed item; `id` is the lead's ID."""
     name = " ".join(str(lead.get(k) or "").strip() for k in ("NAME", "LAST_NAME")).strip() or lead.get("TITLE")
-    item = {"id": lead.get("ID"), "phone": phone_of(lead), "name": name or None,
+    # no phone: stored as an invalid lead (seen in reports) instead of holding the catch-up on this page
+    item = {"id": lead.get("ID"), "phone": phone_of(lead) or "", "name": name if isinstance(name, str) else None,
             "order_number": (str(lead.get(order_field)) if order_field and lead.get(order_field) else None),
             "comment": lead.get("COMMENTS") or None,
             "extra": {k: v for k, v in (("bitrix24_source", lead.get("SOURCE_ID")),

@@ -33,8 +33,11 @@ def order_as_lead(order: Mapping[str, Any]) -> dict[str, Any]:
     name = " ".join(str(order.get(k) or "").strip() for k in ("firstName", "lastName")).strip()
     phone = order.get("phone") or order.get("additionalPhone")
     if not phone and isinstance(order.get("customer"), dict):
-        phones = order["customer"].get("phones") or []
+        phones = order["customer"].get("phones")
+        phones = phones if isinstance(phones, list) else []
         phone = next((p.get("number") for p in phones if isinstance(p, dict) and p.get("number")), None)
+    if isinstance(phone, bool) or not isinstance(phone, (str, int)):
+        phone = ""   # no usable phone: stored as an invalid lead instead of holding the cursor on this page
     item: dict[str, Any] = {"id": order.get("id"), "phone": phone, "name": name or None,
                             "order_number": order.get("number") or order.get("externalId"),
                             "comment": order.get("customerComment") or None}
