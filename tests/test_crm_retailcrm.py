@@ -164,3 +164,20 @@ def test_a_refused_edit_is_retried_with_the_crms_reason_and_other_leads_outcomes
     with db.read() as session:
         error = session.scalar(select(OutboxMessage.last_error))
     assert "HTTP 404" in error and "Not found" in error
+
+
+def test_connector_check_says_what_it_found_and_what_is_wrong_in_the_crms_words(tmp_path, crm):
+    import os
+    import subprocess
+    import sys
+    crm.add_order(1)
+    crm.add_order(2, status="complete")
+    env = {**os.environ, "DIALER_RETAILCRM_URL": crm.url, "DIALER_RETAILCRM_API_KEY": "key-1",
+           "DIALER_RETAILCRM_SITES": "shop"}
+    run = lambda e: subprocess.run([sys.executable, "-m", "cli", "connector", "check"], cwd=tmp_path, env=e,
+                                   capture_output=True, text=True, timeout=60)
+    good = run(env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "connector: retailcrm" in good.stdout and "orders to confirm now: 1" in good.stdout
+    bad = run({**env, "DIALER_RETAILCRM_API_KEY": "nope"})
+    assert bad.returncode == 1 and "apiKey" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
