@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -54,11 +55,14 @@ class AppState:
     overrides: dict[str, Any] = field(default_factory=dict)
     _settings: Optional[Settings] = None
     _db: Any = None
+    verbose: bool = False   # -v or an explicit --log-level: plain commands log at the configured level
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config, overrides=self.overrides)
+            from leads.numbering.plan import use_file
+            use_file(self._settings.zones.registry_file or None)
         return self._settings
 
     def override(self, **values: Any) -> None:
@@ -84,9 +88,12 @@ def _root(ctx: typer.Context,
                                                 help="TOML settings file [env: DIALER_CONFIG; default ./dialer.toml]"),
           db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL [env: DIALER_DB_URL]"),
           log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR "
-                                                                           "[env: DIALER_LOG_LEVEL]")) -> None:
+                                                                           "[env: DIALER_LOG_LEVEL]"),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Show INFO logs of plain commands (they "
+                                                                      "print only warnings and errors)")) -> None:
     app_state = state(ctx)
     app_state.config = config
+    app_state.verbose = verbose or log_level is not None
     app_state.override(db_url=db_url, log_level=log_level)
 
 
@@ -171,6 +178,8 @@ def parse_when(text: str | None, settings: Settings) -> datetime:
                          f"(center zone) or 2026-11-23T10:30+03:00") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(settings.center_timezone))
+    if not 1970 <= when.year <= 2999:  # beyond these, shifting by a zone or a day overflows datetime
+        raise UsageError(f"{text!r} is out of range; give a time between the years 1970 and 2999")
     return when
 
 
@@ -180,8 +189,12 @@ def parse_when(text: str | None, settings: Settings) -> datetime:
 def init(ctx: typer.Context) -> None:
     """Create the database (or bring it up to date) by running the migrations."""
     from dialer.bootstrap import initialize
+    from sqlalchemy.exc import SQLAlchemyError
     settings = state(ctx).settings
-    report = initialize(state(ctx).db, settings, clock.now())
+    try:
+        report = initialize(state(ctx).db, settings, clock.now())
+    except SQLAlchemyError as exc:  # unreachable server, missing database, a folder that is not there
+        raise _database_error(state(ctx), exc) from None
     console.print(f"[green]database ready[/green] {report}")
 
 
@@ -210,7 +223,11 @@ def leads_list(ctx: typer.Context,
                fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv")) -> None:
     """List leads, newest first."""
     from leads.queries import list_leads
-    rows = [lead.as_dict() for lead in list_leads(_ready_store(state(ctx)), status, limit)]
+    s = state(ctx)
+    rows = _in_center_zone([lead.as_dict() for lead in list_leads(_ready_store(s), status, limit)], s.settings)
+    if not rows and fmt is Format.table:
+        console.print("no leads" + (f" with status {status}" if status else "") + " yet")
+        return
     render(rows, fmt.value, title="leads", columns=["id", "received_at", "status", "phone", "name", "order_number",
                                                     "product", "source", "reason", "duplicate_of", "attempts"])
 
@@ -220,7 +237,9 @@ def leads_show(ctx: typer.Context, lead_id: int = typer.Argument(..., help="Lead
                fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json")) -> None:
     """Everything stored about one lead, with its attempts and dispositions."""
     from leads.queries import lead_details
-    render_record(lead_details(_ready_store(state(ctx)), lead_id), fmt.value, title=f"lead {lead_id}")
+    s = state(ctx)
+    render_record(_in_center_zone(lead_details(_ready_store(s), lead_id), s.settings), fmt.value,
+                  title=f"lead {lead_id}")
 
 
 # ---------------------------------------------------------------- DNC
@@ -257,7 +276,11 @@ def dnc_list(ctx: typer.Context,
     """The do-not-call list."""
     from dataclasses import asdict
     from leads import dnc
-    rows = [asdict(r) for r in dnc.list_entries(_ready_store(state(ctx)))]
+    s = state(ctx)
+    rows = _in_center_zone([asdict(r) for r in dnc.list_entries(_ready_store(s))], s.settings)
+    if not rows and fmt is Format.table:
+        console.print("the do-not-call list is empty")
+        return
     render(rows, fmt.value, title="do-not-call", columns=["phone", "reason", "added_by", "added_at"])
 
 
@@ -273,13 +296,18 @@ def _ready_store(s: AppState):
     from sqlalchemy.exc import SQLAlchemyError
     from dialer.bootstrap import ensure_ready
     from dialer.logs import setup_logging
-    setup_logging(s.settings.log_level)
+    level = s.settings.log_level
+    setup_logging(level if s.verbose or level in ("WARNING", "ERROR") else "WARNING")
     try:
         ensure_ready(s.db)
     except SQLAlchemyError as exc:
-        raise DialerError(f"cannot use the database {s.db.engine.url!r}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0]}") from None
+        raise _database_error(s, exc) from None
     return s.db
+
+
+def _database_error(s: AppState, exc: Exception) -> DialerError:
+    return DialerError(f"cannot use the database {s.db.engine.url!r}: {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0]}")
 
 
 def _intake_for(s: AppState):
@@ -297,18 +325,21 @@ def serve(ctx: typer.Context,
     import logging
     import uvicorn
     from dialer.web.app import create_app
-    from dialer.web.server import run_until_stopped, server_config
+    from dialer.web.server import bind, run_until_stopped, server_config
     s = state(ctx)
     s.override(**{"http.host": host, "http.port": port})
     settings = s.settings
     db = _ready_store(s)
+    from dialer.logs import setup_logging
+    setup_logging(settings.log_level)  # a server's log is its output: every lead accepted or refused
     if not settings.intake.token:
         logging.getLogger("dialer.serve").warning(
             "intake.token is empty: POST /leads refuses every call (set DIALER_INTAKE_TOKEN)")
     app_ = create_app(settings, db, _intake_for(s), clock)
+    sock = bind(settings.http.host, settings.http.port)
     with db.checkpoints_in_background():
         run_until_stopped(uvicorn.Server(server_config(app_, settings.http.host, settings.http.port,
-                                                       settings.log_level)))
+                                                       settings.log_level)), sock)
 
 
 def _selected_feeds(settings: Settings, name: Optional[str]) -> list:
@@ -369,12 +400,12 @@ def feeds_list(ctx: typer.Context,
     """The configured feeds and where each one's stored cursor stands."""
     from leads.sources.feed import list_cursors, source_name
     s = state(ctx)
-    cursors = list_cursors(s.db, "feed:")
+    cursors = list_cursors(_ready_store(s), "feed:")
     rows = []
     for feed in s.settings.feeds:
         value, updated = cursors.get(source_name(feed), (None, None))
         rows.append({"name": feed.name, "url": feed.url, "interval_seconds": feed.interval_seconds,
-                     "cursor": value, "cursor_updated_at": updated})
+                     "cursor": value, "cursor_updated_at": _center_time(updated, s.settings.center_timezone)})
     render(rows, fmt.value, title="feeds", columns=["name", "url", "interval_seconds", "cursor",
                                                     "cursor_updated_at"])
 
@@ -431,7 +462,11 @@ def leads_import(
                                                  help="Rows per transaction [env: DIALER_INTAKE_CSV_BATCH_SIZE; "
                                                       "default 5000]"),
         show: int = typer.Option(20, "--show-malformed", min=0, help="List at most N malformed rows"),
-        fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="Summary as table or json")) -> None:
+        fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="Summary as table or json"),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, max=2,
+                                              help="2: read the file in a second process while this one stores "
+                                                   "[default: 2 for files over 1 MB on a multi-core machine]")
+        ) -> None:
     """Import leads from a CSV file: every row is stored as new, duplicate, dnc or invalid.
 
     Columns are found by name, in English or Russian (phone/телефон, name/фио, order_number/номер заказа...).
@@ -452,11 +487,18 @@ def leads_import(
     with db.checkpoints_in_background(), _import_progress() as on_progress:
         report = import_csv(target, intake, clock, mapping=mapping, delimiter=sep, encoding=encoding,
                             lead_source=source, batch_size=settings.intake.csv_batch_size,
-                            on_progress=on_progress, max_listed=show)
+                            on_progress=on_progress, max_listed=show,
+                            workers=workers or _import_workers(target))
     if fmt is TableOrJson.json:
         sys.stdout.write(to_json(report.as_dict()) + "\n")
         return
     _render_import(report)
+
+
+def _import_workers(target: Any) -> int:
+    """Two processes pay off on a big file (the reader's start costs ~0.5 s) with a core to spare."""
+    big = isinstance(target, Path) and target.is_file() and target.stat().st_size > 1_000_000
+    return 2 if big and (os.cpu_count() or 1) >= 2 else 1
 
 
 def _import_progress():
@@ -604,7 +646,8 @@ def crm_failed(ctx: typer.Context,
     outcomes of its lead (delivery order per lead is kept) until resent with `dialer crm retry`."""
     from dataclasses import asdict
     from dialer.crm.outbox import dead_letters
-    rows = [asdict(d) for d in dead_letters(_ready_store(state(ctx)))]
+    s = state(ctx)
+    rows = _in_center_zone([asdict(d) for d in dead_letters(_ready_store(s))], s.settings)
     render(rows, fmt.value, title="dead letters", columns=["id", "lead_id", "attempt_id", "failures", "last_error",
                                                            "created_at", "holds_back", "key"])
 
@@ -636,8 +679,8 @@ def export_cmd(ctx: typer.Context,
                                                                         "[default: now]"),
                fmt: Optional[str] = typer.Option(None, "--format", help="csv or jsonl [env: "
                                                                        "DIALER_EXPORT_FORMAT; default csv]"),
-               out: Optional[Path] = typer.Option(None, "--out", help="File to write [default: "
-                                                                     "export.directory/outcomes-...]")) -> None:
+               out: Optional[Path] = typer.Option(None, "--out", help="File to write, - for standard output "
+                                                                     "[default: export.directory/outcomes-...]")) -> None:
     """Export outcomes to a file, each exactly once across runs (the nightly job; for an external cron).
 
     Without --since: every outcome not exported before. With --since: the outcomes of [since, until),
@@ -656,8 +699,9 @@ def export_cmd(ctx: typer.Context,
         result = export_outcomes(db, s.settings, now, fmt=fmt, out=out, until=until_at)
     note = " (finished the batch a failed run had started)" if result.resumed else ""
     batch = f", batch {result.batch}" if result.batch is not None else ", re-export: watermark unchanged"
-    console.print(f"{result.rows} outcome(s) written to {result.path}{batch}{note}", highlight=False,
-                  markup=False)
+    where = "standard output" if str(result.path) == "-" else result.path
+    (err_console if str(result.path) == "-" else console).print(  # stdout holds only the data then
+        f"{result.rows} outcome(s) written to {where}{batch}{note}", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- call scripts catalog
@@ -775,7 +819,7 @@ def scripts_select(ctx: typer.Context, lead: int = typer.Option(..., "--lead", h
     """Which script the operator gets for this lead, and why."""
     from scripts_catalog import load_lead_facts, select_for_lead
     s = state(ctx)
-    facts = load_lead_facts(s.db, lead)
+    facts = load_lead_facts(_ready_store(s), lead)
     choice = select_for_lead(_scripts_catalog(ctx), facts, s.settings.scripts.language, contact)
     console.print(f"lead {lead}, contact {contact or facts.contact_number}: {choice.script.id} "
                   f"v{choice.script.version} ({choice.reason})", highlight=False, markup=False)
@@ -792,7 +836,7 @@ def scripts_render(ctx: typer.Context, script_id: str = typer.Argument(..., help
     from scripts_catalog import load_lead_facts, render as render_script
     s = state(ctx)
     script = _scripts_catalog(ctx, strict=False).get(script_id, version)
-    page = render_script(script, load_lead_facts(s.db, lead, operator))
+    page = render_script(script, load_lead_facts(_ready_store(s), lead, operator))
     if fmt is TableOrJson.json:
         sys.stdout.write(to_json(page.as_dict()) + "\n")
         return
@@ -817,7 +861,7 @@ def scripts_flag(ctx: typer.Context, script_id: str = typer.Argument(..., help="
     from scripts_catalog import flag_gap
     s = state(ctx)
     script = _scripts_catalog(ctx, strict=False).get(script_id, version)
-    gap_id = flag_gap(s.db, script.id, script.version, question, lead, attempt, operator, clock.now())
+    gap_id = flag_gap(_ready_store(s), script.id, script.version, question, lead, attempt, operator, clock.now())
     console.print(f"flag {gap_id} recorded for {script.id} v{script.version}", highlight=False, markup=False)
 
 
@@ -830,7 +874,7 @@ def scripts_gaps(ctx: typer.Context,
     """Questions operators flagged as not covered, by script and how often they came up."""
     from scripts_catalog import gap_report
     s = state(ctx)
-    rows = [g.as_dict() for g in gap_report(s.db, script, parse_when(since, s.settings) if since else None)]
+    rows = [g.as_dict() for g in gap_report(_ready_store(s), script, parse_when(since, s.settings) if since else None)]
     if fmt is Format.table:
         from rich.markup import escape
         rows = [{**row, "question": escape(row["question"])} for row in rows]   # operators' words, not markup
@@ -846,12 +890,23 @@ operators_app = typer.Typer(help="Operators who take the dialed calls: interface
                             no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(operators_app, name="operators")
+from dialer.zones.cli import app as zones_app  # noqa: E402
+app.add_typer(zones_app, name="zones")
 
 
 def _center_time(value: Any, zone: str) -> Any:
     """Datetimes shown on the center's wall clock."""
     from zoneinfo import ZoneInfo
     return value.astimezone(ZoneInfo(zone)) if isinstance(value, datetime) else value
+
+
+def _in_center_zone(data: Any, settings: Settings) -> Any:
+    """Every time inside rows or a record, shown in the call center's zone (the store keeps UTC)."""
+    if isinstance(data, dict):
+        return {k: _in_center_zone(v, settings) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_in_center_zone(v, settings) for v in data]
+    return _center_time(data, settings.center_timezone)
 
 
 def _sla_style(row: dict[str, Any]) -> str | None:
@@ -866,27 +921,36 @@ def policy_show(ctx: typer.Context,
     from leads.policy.store import current_policy, describe_policy
     policy = current_policy(_ready_store(state(ctx)))
     rows = [asdict(k) for k in describe_policy(policy)]
+    from leads.policy.spread import plan_lines
     if fmt is TableOrJson.json:
-        sys.stdout.write(to_json({"version": policy.version, "keys": rows}) + "\n")
+        sys.stdout.write(to_json({"version": policy.version, "keys": rows, "retry_plan": plan_lines(policy)}) + "\n")
         return
     render(rows, "table", title=f"call policy, version {policy.version or 'defaults (not stored yet)'}",
            columns=["key", "value", "default", "meaning", "allowed"],
            styles=lambda row: "bold" if row["value"] != row["default"] else None)
+    console.print("retry plan (no answer every time):\n  " + "\n  ".join(plan_lines(policy)), highlight=False)
 
 
 @policy_app.command("set", context_settings={"ignore_unknown_options": True})
-def policy_set(ctx: typer.Context, key: str = typer.Argument(..., help="Policy key (see `dialer policy show`)"),
-               value: str = typer.Argument(..., help="New value, e.g. 5, 22:00, strict, "
-                                                     "new,callback,second_attempt,redial,follow_up"),
+def policy_set(ctx: typer.Context,
+               pairs: list[str] = typer.Argument(..., metavar="KEY VALUE [KEY VALUE]...",
+                                                 help="Policy key and new value, e.g. max_attempts 5; several "
+                                                      "pairs (or KEY=VALUE words) are applied as one change"),
                by: str = typer.Option("cli", "--by", help="Who changes it (kept in the audit)"),
-               comment: Optional[str] = typer.Option(None, "--comment", help="Why (kept with the version)")) -> None:
-    """Change one policy key; a bad key or value is refused (exit 2) and nothing changes."""
+               comment: Optional[str] = typer.Option(None, "--comment", help="Why (kept with the version, shown "
+                                                                             "by `policy history`)"),
+               allow_short_quiet_hours: bool = typer.Option(
+                   False, "--allow-short-quiet-hours",
+                   help="Accept quiet hours shorter than the legal 22:00-10:00 (never dialing over midnight)")) -> None:
+    """Change policy keys as one new version; a bad key or value is refused (exit 2) and nothing changes."""
     from leads.policy.store import change_policy
-    policy, records = change_policy(_ready_store(state(ctx)), {key: value}, by=by, now=clock.now(),
-                                    comment=comment)
+    from leads.policy.values import pairs_to_changes
+    changes = pairs_to_changes(pairs)
+    policy, records = change_policy(_ready_store(state(ctx)), changes, by=by, now=clock.now(),
+                                    comment=comment, allow_short_quiet_hours=allow_short_quiet_hours)
     if not records:
-        console.print(f"{key} is already {json.dumps(policy.values()[key], ensure_ascii=False)}; nothing changed "
-                      f"(version {policy.version})", highlight=False)
+        shown = ", ".join(f"{k} is already {json.dumps(policy.values()[k], ensure_ascii=False)}" for k in changes)
+        console.print(f"{shown}; nothing changed (version {policy.version})", highlight=False)
         return
     for r in records:
         console.print(f"[green]{r.key}[/green]: {json.dumps(r.old, ensure_ascii=False)} -> "
@@ -906,7 +970,7 @@ def policy_history_cmd(ctx: typer.Context,
     for row in rows:
         row["changed_at"] = _center_time(row["changed_at"], s.settings.center_timezone)
     render(rows, fmt.value, title="policy changes",
-           columns=["version", "changed_at", "changed_by", "key", "old", "new"])
+           columns=["version", "changed_at", "changed_by", "key", "old", "new", "comment"])
 
 
 @app.command("queue")
@@ -924,6 +988,10 @@ def queue_cmd(ctx: typer.Context,
             for e in dial_queue(_ready_store(s), when, center_zone=zone, limit=limit)]
     columns = ["position", "lead_id", "rank", "tier", "deadline", "sla", "attempts", "phone", "name", "product",
                "zone"]
+    if not rows and fmt is TableOrJson.table:
+        console.print(f"the dial queue is empty at {_center_time(when, zone):%Y-%m-%d %H:%M %Z}: no lead can be "
+                      f"dialed then (see `dialer leads list` and `dialer why LEAD_ID`)")
+        return
     render(rows, fmt.value, title=f"dial queue at {_center_time(when, zone):%Y-%m-%d %H:%M %Z}",
            columns=columns, styles=_sla_style)
 
@@ -1033,7 +1101,10 @@ def pbx_sim(ctx: typer.Context,
                                                                                "customer waits for an operator"),
             username: Optional[str] = typer.Option(None, "--username", help="AMI user [default: ami.username]"),
             secret: Optional[str] = typer.Option(None, "--secret", help="AMI secret [default: ami.secret, "
-                                                                        "env DIALER_AMI_SECRET]")) -> None:
+                                                                        "env DIALER_AMI_SECRET]"),
+            cdr: Optional[Path] = typer.Option(None, "--cdr", help="Append each call's CDR to this CSV file, as "
+                                                                   "Asterisk's cdr_custom does [default: "
+                                                                   "ami.cdr_csv_path]")) -> None:
     """Run a simulated Asterisk (AMI over TCP) with customers and operators, until Ctrl-C."""
     import asyncio
     from dialer.logs import setup_logging
@@ -1048,7 +1119,8 @@ def pbx_sim(ctx: typer.Context,
     specs = ([OperatorSpec.parse(text, talk=talk, wrapup=wrapup) for text in operator] if operator
              else numbered_operators(operators, talk=talk, wrapup=wrapup))
     book = customers_from_file(customers) if customers else None
-    config = PbxConfig(users=(user,), queue=settings.dial.queue, queue_wait=queue_wait, speed=speed, seed=seed)
+    config = PbxConfig(users=(user,), queue=settings.dial.queue, queue_wait=queue_wait, speed=speed, seed=seed,
+                       cdr_path=str(cdr) if cdr else (settings.ami.cdr_csv_path or None))
     pbx = SimulatedPbx(config, customers=book, operators=specs)
     setup_logging(settings.log_level)
 
@@ -1197,14 +1269,35 @@ def operators_passwd(ctx: typer.Context, operator: str = typer.Argument(..., hel
 
 # ---------------------------------------------------------------- entry point
 
+def _escape(text: str) -> str:
+    from rich.markup import escape
+    return escape(text)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, standalone_mode=True)
     except (UsageError, SettingsError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False)  # "[intake]" is no markup
         sys.exit(2)
     except DialerError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # never a traceback for a user: one line, the traceback only with -v
+        from rich.markup import escape
+        from sqlalchemy.exc import DataError, SQLAlchemyError
+        if "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
+            raise
+        first_line = escape(str(exc).splitlines()[0] if str(exc) else "")
+        if isinstance(exc, (OverflowError, DataError)):  # an id or count beyond what the database stores
+            err_console.print(f"[red]error:[/red] a number given is out of range ({first_line})", highlight=False)
+            sys.exit(2)
+        if isinstance(exc, SQLAlchemyError):
+            err_console.print(f"[red]error:[/red] the database failed: {type(exc).__name__}: {first_line}",
+                              highlight=False)
+            sys.exit(1)
+        err_console.print(f"[red]error:[/red] internal error {type(exc).__name__}: {first_line} (run with -v "
+                          f"for the traceback, and please report it)", highlight=False)
         sys.exit(1)
 
 

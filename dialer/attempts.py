@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from dialer.calls.tracker import AttemptUpdate
+from dialer.calls.tracker import AttemptUpdate, KnownFacts
 from dialer.crm.outbox import enqueue_outcome
 from kernel.db.engine import Database
 from kernel.db.models import AttemptEvent, CallAttempt, Disposition, Lead, Operator
@@ -56,6 +56,7 @@ class OpenAttempt:
     action_id: str | None
     channel_id: str | None
     claimed_at: datetime
+    facts: KnownFacts | None = None   # what was learned and stored as it happened: a restart resumes from it
 
 
 def mark_dialing(db: Database, attempt_id: int, *, action_id: str, channel_id: str, channel: str,
@@ -111,6 +112,11 @@ def _store_one(session: Session, item: AttemptUpdate, operators: dict[str, int],
         return None
 
     result = item.result or CallResult.UNKNOWN
+    if attempt.connected_at is not None and result is not CallResult.CONNECTED:
+        # faults (issue 11): an operator talked to this customer (stored when it happened); whatever
+        # a later, blinder source says, this was a contact and is never re-dialed as unanswered
+        log.warning("attempt.connection_kept attempt_id=%s reported=%s", attempt.id, result.value)
+        result = CallResult.CONNECTED
     session.flush()
     recorded = record_attempt_result(session, attempt.id, result, item.at, center_zone=center_zone)
     session.refresh(attempt)
@@ -132,13 +138,17 @@ def _operator_ids(session: Session, interfaces: Iterable[str]) -> dict[str, int]
     return {row.interface: row.id for row in rows}
 
 
-def open_attempts(db: Database, pbx: str) -> list[OpenAttempt]:
-    """Attempts on this Asterisk that the store thinks are still in progress."""
+def open_attempts(db: Database, pbx: str, daemon_id: str | None = None) -> list[OpenAttempt]:
+    """Attempts on this Asterisk (of this daemon, if given) that the store thinks are still in progress."""
+    query = select(CallAttempt).where(CallAttempt.pbx == pbx, CallAttempt.state != AttemptState.ENDED.value)
+    if daemon_id is not None:
+        query = query.where(CallAttempt.daemon_id == daemon_id)
     with db.read() as session:
-        rows = session.execute(select(CallAttempt).where(CallAttempt.pbx == pbx,
-                                                         CallAttempt.state != AttemptState.ENDED.value)
-                               .order_by(CallAttempt.id)).scalars()
-        return [OpenAttempt(a.id, a.lead_id, AttemptState(a.state), a.action_id, a.channel_id, a.claimed_at)
+        rows = session.execute(query.order_by(CallAttempt.id)).scalars()
+        return [OpenAttempt(a.id, a.lead_id, AttemptState(a.state), a.action_id, a.channel_id, a.claimed_at,
+                            KnownFacts(answered=a.answered_at is not None, connected=a.connected_at is not None,
+                                        operator_interface=a.operator_interface, uniqueid=a.uniqueid,
+                                        hangup_cause=a.hangup_cause))
                 for a in rows]
 
 

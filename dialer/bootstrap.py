@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from kernel.db.engine import Database
 from kernel.db.migrate import current_revision, head_revision, upgrade
@@ -25,6 +26,10 @@ def initialize(db: Database, settings: Settings, now: datetime) -> str:
 def ensure_ready(db: Database) -> None:
     """Refuse to run against a database whose schema is not at the head revision."""
     from kernel.errors import DialerError
+    path = db.engine.url.database if db.is_sqlite else None
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        # Connecting would create an empty file that later reads as "schema at none".
+        raise DialerError(f"there is no database at {path}: run `dialer init` first")
     current, head = current_revision(db), head_revision(db)
     if current != head:
         raise DialerError(f"the database schema is at revision {current or 'none'}, the code needs {head}: "

@@ -27,7 +27,7 @@ import httpx
 
 from dialer import attempts as attempt_store
 from dialer.ami.adapter import AmiClient, OriginateRequest
-from dialer.ami.errors import AmiActionError, AmiAuthError, AmiError
+from dialer.ami.errors import AmiActionError, AmiAuthError, AmiError, AmiNotConnected
 from dialer.ami.events import (AgentComplete, AgentConnect, AmiEvent, Connected, LoginFailed,
                                QueueMemberPause, QueueMemberStatus)
 from dialer.calls.tracker import AttemptUpdate, CallTracker
@@ -35,6 +35,8 @@ from kernel.clock import Clock
 from dialer.console.hub import ConsoleHub   # console (issue 6)
 from kernel.db.engine import Database
 from dialer.pacing import MemberStatus, OperatorBoard, Presence, calls_to_place
+from dialer.resilience import holds as operator_holds   # faults (issue 11)
+from dialer.resilience.store import StoreHealth, is_outage   # faults (issue 11)
 from kernel.settings import Settings, resolved_daemon_id
 from leads.attempt import AttemptState
 from leads.intake import Intake
@@ -51,6 +53,7 @@ JOB_INTERVAL = 1.0           # wrap-ups, board refresh
 SLA_CHECK_INTERVAL = 5.0
 RECONCILE_INTERVAL = 30.0
 LEASE_RENEW_INTERVAL = 10.0
+RECONCILE_AFTER_CONNECT = 6.0   # seconds: past the tracker's grace for an Originate just sent
 
 
 @dataclass
@@ -99,6 +102,14 @@ class Daemon:
         self.ami = AmiClient(settings.ami, clock, on_event=self._on_event)
         self.intake = Intake(db, default_region=settings.default_region, on_new_leads=self._new_leads_from_thread)
         self.console_hub = ConsoleHub(clock)   # console (issue 6): screen pops to the operators' pages
+        self.store_health = StoreHealth()      # faults (issue 11): a store outage pauses, never ends, the daemon
+        self.cdr = None                        # faults (issue 11): the PBX's CDR, for calls that ended while blind
+        self._reconcile_again_at: float | None = None
+        self.shared_operators = settings.ami.shared_with_other_daemons   # N daemons, one Asterisk
+        if settings.ami.cdr_csv_path:
+            from dialer.resilience.cdr import CdrLog
+            self.cdr = CdrLog(settings.ami.cdr_csv_path, settings.dial.context)
+        self._writes_pending = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,9 +121,12 @@ class Daemon:
         scheduler = None
         try:
             from dialer.bootstrap import ensure_ready
-            ensure_ready(self.db)
             self.db.checkpoint_in_background()
-            await asyncio.to_thread(self._adopt_open_attempts)
+            if self.serve_http:   # first: while the store is down the webhook answers 503, never a refused connection
+                server = await self._start_http()
+            if not await self._until_store_answers(lambda: (ensure_ready(self.db), self._adopt_open_attempts()),
+                                                   stop):
+                return
             tasks["writer"] = asyncio.create_task(self._writer(), name="writer")
             self.ami.start()
             try:
@@ -121,8 +135,6 @@ class Daemon:
                 raise
             except AmiError as exc:
                 log.warning("ami.not_connected_yet server=%s reason=%s (retrying in the background)", self.pbx, exc)
-            if self.serve_http:
-                server = await self._start_http()
             scheduler = self._start_scheduler()
             tasks["dial"] = asyncio.create_task(self._dial_loop(), name="dial")
             tasks["jobs"] = asyncio.create_task(self._jobs(), name="jobs")
@@ -176,7 +188,13 @@ class Daemon:
         with contextlib.suppress(Exception):
             await self.ami.close()
         if writer is not None:
-            await self._writes.join()
+            # a store still down at exit: what is not written stays open in the store, and the next start
+            # adopts it and asks the PBX's record (CDR) for the outcome
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._writes.join(), self.drain_seconds)
+            if self._writes_pending:
+                log.error("daemon.stopped_with_unwritten_results writes=%s (the next start settles them from "
+                          "the store and the PBX's CDR)", self._writes_pending)
             await _cancel(writer)
         await asyncio.to_thread(self.db.stop_background_checkpoints)
         log.info("daemon.stopped claimed=%s originated=%s ended=%s results=%s", self.stats.claimed,
@@ -196,7 +214,8 @@ class Daemon:
             if attempt.channel_id:
                 self._channel_ids[attempt.attempt_id] = attempt.channel_id
             self.tracker.track(attempt.attempt_id, action_id=attempt.action_id, at=attempt.claimed_at,
-                               channel_id=attempt.channel_id, lead_id=attempt.lead_id, state=attempt.state)
+                               channel_id=attempt.channel_id, lead_id=attempt.lead_id, state=attempt.state,
+                               known=attempt.facts)   # faults (issue 11): resume from the stored facts
         if open_:
             log.info("daemon.adopted attempts=%s undialed_ended=%s", len(dialed), len(undialed))
 
@@ -229,20 +248,78 @@ class Daemon:
     # ------------------------------------------------------------------ dialing
 
     async def _dial_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            pause = self.store_health.wait_before_retry(loop.time())
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                await asyncio.wait_for(self._wake.wait() if not pause else self._stopping.wait(),
+                                       pause or POLL_INTERVAL)
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            if not self.ami.connected:
-                continue
-            await self._place_calls()
+            try:
+                if self.store_health.down:
+                    await self._after_store_outage()
+                if not self.ami.connected:
+                    continue
+                await self._place_calls()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                delay = self.store_health.failed(exc, loop.time())
+                log.warning("store.unavailable dialing_paused_for=%.1fs reason=%s", delay, self.store_health.reason)
+
+    async def _until_store_answers(self, work: Callable[[], Any], stop: asyncio.Event) -> bool:
+        """Run `work` in a thread until the store takes it (backoff between tries); False if stopped first."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.to_thread(work)
+                self.store_health.recovered()
+                return True
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                delay = self.store_health.failed(exc, loop.time())
+                log.warning("store.unavailable retry_in=%.1fs reason=%s", delay, self.store_health.reason)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
+
+    async def _after_store_outage(self) -> None:
+        """The store answers again: renew our leases, give back claims whose Originate never went out.
+
+        Run by the dial loop (no claim in progress) as a write queued behind every update learned so
+        far: an open attempt of ours the tracker does not follow can then only be a claim the outage
+        cut off before its Originate.
+        """
+        tracked = set(self.tracker.active)
+        now = self.clock.now()
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def settle() -> None:
+            self._renew_leases(now)
+            orphans = [a for a in attempt_store.open_attempts(self.db, self.pbx, daemon_id=self.daemon_id)
+                       if a.attempt_id not in tracked and a.state is AttemptState.CLAIMED]
+            count = attempt_store.end_undialed(self.db, orphans, at=now, center_zone=self.center_zone)
+            self._loop.call_soon_threadsafe(lambda: done.done() or done.set_result(count))
+        self._queue_write(settle)
+        given_back = await done
+        self.store_health.recovered()
+        log.info("store.recovered claims_given_back=%s", given_back)
 
     async def _place_calls(self) -> None:
         while not self._stopping.is_set() and self.ami.connected:
             now = self.clock.now()
             free = self.board.available(now)
+            if self.shared_operators and free:   # not those another daemon is dialing for
+                elsewhere = await asyncio.to_thread(operator_holds.held_elsewhere, self.db, self.pbx,
+                                                    self.daemon_id, now)
+                mine = await asyncio.to_thread(operator_holds.mine, self.db, self.pbx, self.daemon_id)
+                self.board.align({a: i for a, i in mine.items() if a in self.tracker.active})
+                free = self.board.available(now)
+                free = [interface for interface in free if interface not in elsewhere]
             if calls_to_place(len(free), limit=1) == 0:
                 return
             claim = await asyncio.to_thread(claim_next, self.db, daemon_id=self.daemon_id, now=now,
@@ -250,7 +327,15 @@ class Daemon:
             if claim is None:
                 return
             self.stats.claimed += 1
-            operator = self.board.reserve(claim.attempt_id, claim.operator_interface, now)
+            wanted = claim.operator_interface
+            if self.shared_operators:
+                wanted = wanted if wanted in free else (free[0] if free else None)
+            operator = self.board.reserve(claim.attempt_id, wanted, now)
+            if operator is not None and self.shared_operators and not await asyncio.to_thread(
+                    operator_holds.take, self.db, self.pbx, operator, daemon_id=self.daemon_id,
+                    attempt_id=claim.attempt_id, until=claim.lease_expires_at, now=now):
+                self.board.release(claim.attempt_id)   # another daemon took this operator a moment ago
+                operator = None
             if operator is None:   # the board changed while we claimed: give the lead back
                 await self._settle_undialed(claim)
                 return
@@ -267,8 +352,13 @@ class Daemon:
         self._channel_ids[claim.attempt_id] = request.channel_id
         self.tracker.track(claim.attempt_id, action_id=request.action_id, at=now, channel_id=request.channel_id,
                            lead_id=claim.lead_id)
-        await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id, action_id=request.action_id,
-                                channel_id=request.channel_id, channel=request.channel, number=number)
+        try:
+            await asyncio.to_thread(attempt_store.mark_dialing, self.db, claim.attempt_id,
+                                    action_id=request.action_id, channel_id=request.channel_id,
+                                    channel=request.channel, number=number)
+        except Exception:   # not dialed: the claim is given back once the store answers (_after_store_outage)
+            self._untrack(claim.attempt_id)
+            raise
         self.stats.max_in_progress = max(self.stats.max_in_progress, len(self.tracker.active))
         try:
             if self.on_originate is not None:
@@ -280,6 +370,13 @@ class Daemon:
                         exc.reason)
             self._handle(self.tracker.originate_failed(claim.attempt_id, self.clock.now(), exc.reason))
             return
+        except AmiNotConnected as exc:
+            # never written to the socket: Asterisk knows nothing of it. Not an attempt; the lead is
+            # dialable again as soon as the connection is back
+            log.warning("originate.not_sent attempt_id=%s lead_id=%s reason=%s", claim.attempt_id, claim.lead_id, exc)
+            self._untrack(claim.attempt_id)
+            await self._settle_undialed(claim)
+            return
         except AmiError as exc:
             # Lost connection or timeout: it may or may not have been placed. Never re-sent:
             # reconciliation (CoreShowChannels by our ChannelId) settles it.
@@ -290,6 +387,16 @@ class Daemon:
         log.info("originate.sent attempt_id=%s lead_id=%s tier=%s operator=%s phone=%s", claim.attempt_id,
                  claim.lead_id, claim.tier, operator or "queue", mask_phone(claim.phone_e164))
         self._handle(self.tracker.originated(claim.attempt_id, self.clock.now()))
+
+    def _untrack(self, attempt_id: int) -> None:
+        self.tracker.forget(attempt_id)
+        self.board.release(attempt_id)
+        self._channel_ids.pop(attempt_id, None)
+        self._release_holds([attempt_id])
+
+    def _release_holds(self, attempt_ids: list[int]) -> None:
+        if self.shared_operators and attempt_ids:
+            self._queue_write(lambda: operator_holds.release(self.db, attempt_ids))
 
     async def _settle_undialed(self, claim: Claim) -> None:
         open_ = attempt_store.OpenAttempt(claim.attempt_id, claim.lead_id, AttemptState.CLAIMED,
@@ -338,11 +445,14 @@ class Daemon:
         """Tracker updates: release operators held by calls that are over, queue the store write."""
         if not updates:
             return
+        self._release_holds([u.attempt_id for u in updates if u.state.value == "ended"])
         for update in updates:
+            if update.state.value == "connected" and self.shared_operators:
+                self._queue_write(lambda a=update.attempt_id, i=update.fields.get("operator_interface"):
+                                  operator_holds.connected(self.db, self.pbx, a, i))
             if update.state.value == "connected" and update.fields.get("operator_interface"):
                 interface = update.fields["operator_interface"]
-                self.board.release(update.attempt_id)
-                self.board.connected(interface)
+                self.board.connected(interface, update.attempt_id)
                 self._wrapups[update.attempt_id] = interface
             if update.state.value == "ended":
                 self.board.release(update.attempt_id)
@@ -359,11 +469,11 @@ class Daemon:
                         self.board.completed(interface, update.at + timedelta(
                             seconds=self.settings.dial.wrapup_limit_seconds))
         batch = list(updates)
-        self._writes.put_nowait(lambda: self._store(batch))
+        self._queue_write(lambda: self._store(batch))
         # console (issue 6): screen pops, sent once the CONNECTED write is stored (the card and a disposition see it)
         pops = self.console_hub.pops_of(batch)
         if pops:
-            self._writes.put_nowait(lambda: self.console_hub.publish_from_thread(pops))
+            self._queue_write(lambda: self.console_hub.publish_from_thread(pops))
         self._wake.set()
 
     def _store(self, updates: list[AttemptUpdate]) -> None:
@@ -374,15 +484,51 @@ class Daemon:
             self._loop.call_soon_threadsafe(self._sender.wake)
 
     async def _writer(self) -> None:
-        """One writer, in order: an attempt's transitions reach the store as they happened."""
+        """One writer, in order: an attempt's transitions reach the store as they happened.
+
+        A write the store cannot take now (outage) is tried again, with backoff, until it can: a
+        result is never dropped while the process lives, and later writes wait behind it.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             job = await self._writes.get()
             try:
-                await asyncio.to_thread(job)
-            except Exception:
-                log.exception("store.write_failed (will be settled by reconciliation)")
+                while True:
+                    try:
+                        await asyncio.to_thread(job)
+                        break
+                    except Exception as exc:
+                        if not is_outage(exc):
+                            log.exception("store.write_failed (a bug, not an outage: not retried)")
+                            break
+                        delay = self.store_health.failed(exc, loop.time())
+                        log.warning("store.write_retry in=%.1fs pending=%s reason=%s", delay, self._writes_pending,
+                                    self.store_health.reason)
+                        await asyncio.sleep(delay)
             finally:
+                self._writes_pending -= 1
                 self._writes.task_done()
+
+    def _queue_write(self, job: Callable[[], Any]) -> None:
+        self._writes_pending += 1
+        self._writes.put_nowait(job)
+
+    def health_report(self) -> dict[str, Any]:
+        """Why the daemon is degraded, for GET /health: store down, AMI down, results not yet written."""
+        now = asyncio.get_running_loop().time() if self._loop is None else self._loop.time()
+        reasons = []
+        store = self.store_health.report(now)
+        if not store["ok"]:
+            reasons.append(f"store unavailable for {store['down_for_seconds']} s ({store['reason']}): "
+                           "dialing paused, results held in memory and retried")
+        if not self.ami.connected:
+            reasons.append(f"no AMI connection to {self.pbx}: dialing paused")
+        if self._writes_pending:
+            reasons.append(f"{self._writes_pending} call updates waiting to be written")
+        if not self.ready.is_set():
+            reasons.append("starting: adopting the calls in progress")
+        return {"ready": self.ready.is_set(), "degraded": reasons, "store": store, "ami_connected": self.ami.connected,
+                "writes_pending": self._writes_pending, "calls_in_progress": len(self.tracker.active)}
 
     async def _after_connect(self) -> None:
         """On (re)connect: read the operators' queue, and settle calls Asterisk no longer has."""
@@ -393,6 +539,8 @@ class Daemon:
             log.info("queue.status queue=%s members=%s available=%s", self.settings.dial.queue,
                      len(snapshot.members), len(self.board.available(self.clock.now())))
             await self._reconcile()
+            # a call whose Originate was on its way when the link broke is within the reconcile grace now
+            self._reconcile_again_at = asyncio.get_running_loop().time() + RECONCILE_AFTER_CONNECT
         except AmiError as exc:
             log.warning("ami.after_connect_failed reason=%s", exc)
         self._wake.set()
@@ -400,7 +548,11 @@ class Daemon:
     async def _reconcile(self) -> None:
         async with self._placing:   # every tracked call's Originate answered before the snapshot is asked
             channels = await self.ami.core_show_channels()
-            self._handle(self.tracker.reconcile(channels, self.clock.now()))
+            record = None
+            if self.cdr is not None:   # faults (issue 11): read AFTER the snapshot, so a call gone from it has its CDR
+                await asyncio.to_thread(self.cdr.read_new)
+                record = self.cdr.facts_for
+            self._handle(self.tracker.reconcile(channels, self.clock.now(), pbx_record=record))
 
     # ------------------------------------------------------------------ periodic work
 
@@ -424,6 +576,8 @@ class Daemon:
                     await asyncio.to_thread(self._renew_leases, now)
                 except Exception:
                     log.exception("lease.renew_failed")
+            if self._reconcile_again_at is not None:   # faults (issue 11): a second look after a reconnect
+                next_reconcile, self._reconcile_again_at = min(next_reconcile, self._reconcile_again_at), None
             if loop.time() >= next_reconcile and self.ami.connected:
                 next_reconcile = loop.time() + RECONCILE_INTERVAL
                 with contextlib.suppress(AmiError):
@@ -432,6 +586,8 @@ class Daemon:
     def _renew_leases(self, now: datetime) -> None:
         with self.db.write() as session:
             renew_leases(session, self.daemon_id, now)
+        if self.shared_operators:
+            operator_holds.renew(self.db, self.pbx, self.daemon_id, now + current_policy(self.db).lease)
 
     async def _finish_wrapups(self, now: datetime) -> None:
         from dialer.dispositions import expire_wrapups
@@ -479,12 +635,19 @@ class Daemon:
         from dialer.web.app import create_app
         from dialer.web.server import server_config
         app = create_app(self.settings, self.db, self.intake, self.clock)
+        app.state.daemon_health = self.health_report   # faults (issue 11): GET /health says why degraded
         self.app = app
         for extra in _optional_routers(self):
             app.include_router(extra)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.settings.http.host, self.http_port))
+        try:
+            sock.bind((self.settings.http.host, self.http_port))
+        except OSError as exc:  # port in use, address not on this host: one line, exit code 1
+            sock.close()
+            from kernel.errors import DialerError
+            raise DialerError(f"cannot listen for HTTP on {self.settings.http.host}:{self.http_port}: "
+                              f"{exc.strerror or exc} (set http.port or --port)") from None
         host, port = sock.getsockname()[:2]
         self.http_url = f"http://{host}:{port}"
         server = uvicorn.Server(server_config(app, host, port, log_level="warning"))

@@ -86,10 +86,29 @@ class OperatorBoard:
             self._set(replace(self._members[interface], paused=paused))
 
     def connected(self, interface: str, attempt_id: int | None = None) -> None:
-        """AgentConnect: the operator talks to a customer now."""
-        if interface in self._members:
-            self._set(replace(self._members[interface], on_call=True, wrapup_until=None))
+        """AgentConnect: the operator talks to a customer now.
+
+        The queue may give the customer another operator than the one this call held: a call still
+        being dialed that held that operator takes over the one this call no longer needs, so each
+        call in progress keeps holding one operator who is free for it.
+        """
+        held = next((i for i, p in self._members.items() if attempt_id is not None and p.reserved_by == attempt_id),
+                    None)
+        current = self._members.get(interface)
+        other = current.reserved_by if current is not None and current.reserved_by != attempt_id else None
+        if current is not None:
+            self._set(replace(current, on_call=True, wrapup_until=None, reserved_by=None if other else
+                              current.reserved_by))
         self.release(attempt_id)
+        if other is not None and held is not None and held != interface:
+            self._set(replace(self._members[held], reserved_by=other))
+
+    def align(self, reservations: dict[int, str]) -> None:
+        """Reservations as the shared store has them (attempt -> operator), for attempts we hold."""
+        for attempt_id, interface in reservations.items():
+            if interface in self._members and self._members[interface].reserved_by != attempt_id:
+                self.release(attempt_id)
+                self._set(replace(self._members[interface], reserved_by=attempt_id))
 
     def completed(self, interface: str, wrapup_until: datetime) -> None:
         """AgentComplete: the call is over; the operator records the outcome until `wrapup_until`."""

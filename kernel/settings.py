@@ -51,7 +51,7 @@ def one_of(*allowed: str) -> Check:
 def time_zone(value: Any) -> str | None:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a zone folder ("Europe")
         return "an IANA time zone name such as Europe/Moscow"
     return None
 
@@ -101,6 +101,26 @@ class IntakeSettings:
                                         between(0, 24 * 365))
     max_body_bytes: int = setting(65536, "Largest webhook body accepted, in bytes", between(1024, 10_000_000))
     csv_batch_size: int = setting(5000, "Rows per transaction in CSV import", between(1, 100_000))
+    # web forms (issue 16): site builders that only take a URL, and forms whose fields are not named like ours
+    query_token: bool = setting(False, "Also accept the token as ?token=... in the webhook URL (for site "
+                                       "builders that only let you paste a URL); it is never logged")
+    fields: dict = setting(default_factory=dict, check=lambda v: lead_field_mapping(v),
+                           help="Webhook field mapping: our field = their field name or dotted path, or a "
+                                "list of candidates (case-insensitive, the first one present wins)")
+
+
+LEAD_FIELD_NAMES = ("phone", "name", "order_number", "external_id", "product", "tag", "comment",
+                    "preferred_time", "timezone", "region", "source")
+
+
+def lead_field_mapping(value: Any) -> str | None:
+    for ours, theirs in value.items():
+        candidates = [theirs] if isinstance(theirs, str) else theirs
+        if ours not in LEAD_FIELD_NAMES or not isinstance(candidates, list) or not candidates \
+                or not all(isinstance(c, str) and c.strip() for c in candidates):
+            return ("a table of lead field (" + ", ".join(LEAD_FIELD_NAMES) + ") = their field name, "
+                    "dotted path or list of them")
+    return None
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,11 @@ class AmiSettings:
     reconnect_min_seconds: float = setting(0.5, "First reconnect delay (doubles up to the maximum)",
                                            between(0.01, 600))
     reconnect_max_seconds: float = setting(30.0, "Longest reconnect delay", between(0.01, 3600))
+    # faults (issue 11): the outcome of calls that ended while the daemon was blind (AMI cut, restart)
+    cdr_csv_path: str = setting("", "Asterisk's CDR file written by cdr_custom (asterisk_conf/cdr_custom.conf), "
+                                    "e.g. /var/log/asterisk/cdr-custom/dialer.csv; empty: no CDR is read")
+    shared_with_other_daemons: bool = setting(False, "Other daemons dial through this same Asterisk (same "
+                                                     "ami.name): share its operators through the database")
 
 
 @dataclass(frozen=True)
@@ -239,6 +264,14 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class ZonesSettings:
+    # numbering plan (issue 12): where `dialer zones update` keeps a newer registry table
+    registry_file: str = setting("", "Numbering-plan table written by `dialer zones update` (gzip CSV) and used "
+                                     "for the lead's zone; empty or missing file: the snapshot shipped with "
+                                     "the dialer")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -255,6 +288,7 @@ class Settings:
     alerts: AlertSettings = setting(default_factory=AlertSettings)
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
+    zones: ZonesSettings = setting(default_factory=ZonesSettings)         # numbering plan (issue 12)
     retailcrm: RetailCrmSettings = setting(default_factory=RetailCrmSettings)   # crm connectors (issue 20)
     bitrix24: Bitrix24Settings = setting(default_factory=Bitrix24Settings)      # crm connectors (issue 20)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
@@ -264,6 +298,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
+    "zones": ZonesSettings,
     "retailcrm": RetailCrmSettings, "bitrix24": Bitrix24Settings,   # crm connectors (issue 20)
 }
 
@@ -345,7 +380,14 @@ def _check_known_keys(data: Mapping[str, Any]) -> None:
     top = {f.name for f in dataclasses.fields(Settings)}
     for key, value in data.items():
         if key not in top:
-            raise SettingsError(f"unknown setting '{key}'; known: {', '.join(sorted(top))}")
+            homes = [f"[{name}] {key}" for name, cls in SECTIONS.items()
+                     if key in {f.name for f in dataclasses.fields(cls)}]
+            if homes:
+                raise SettingsError(f"unknown setting '{key}' at the top level: it belongs in a section, "
+                                    f"write it as {' or '.join(homes)}")
+            raise SettingsError(f"unknown setting '{key}' (top level, outside any [section]); known there: "
+                                f"{', '.join(sorted(top - set(SECTIONS)))}; sections: "
+                                f"{', '.join(f'[{name}]' for name in SECTIONS)}")
         if key in SECTIONS:
             if not isinstance(value, dict):
                 raise SettingsError(f"'{key}' must be a table ([{key}]) of settings")
@@ -384,7 +426,8 @@ def _from_string(info: SettingInfo, text: str) -> Any:
                 raise ValueError
             return value
     except ValueError:
-        raise SettingsError(f"{info.env}={text!r}: {info.key} must be {_type_words(info.type)}") from None
+        shown = "***" if info.secret else repr(text)  # a secret's value is never printed, even when wrong
+        raise SettingsError(f"{info.env}={shown}: {info.key} must be {_type_words(info.type)}") from None
     return text
 
 
@@ -438,14 +481,20 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
+    shown = "the value given (a secret, not shown)" if f.metadata.get("secret") else _hide_password(repr(value))
     if not ok:
-        raise SettingsError(f"{key} must be {_type_words(expected)}, got {value!r}")
+        raise SettingsError(f"{key} must be {_type_words(expected)}, got {shown}")
     check = f.metadata.get("check")
     if check is not None:
         allowed = check(value)
         if allowed is not None:
-            raise SettingsError(f"{key}: {value!r} is not allowed; expected {allowed}")
+            raise SettingsError(f"{key}: {shown} is not allowed; expected {allowed}")
     return value
+
+
+def _hide_password(text: str) -> str:
+    """A URL's password (postgresql://user:password@host) is a secret too."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def _field_type(f: dataclasses.Field) -> type:

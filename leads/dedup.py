@@ -2,8 +2,11 @@
 
 - Variant A (the lead has an order number): the phone is known and an earlier lead with that phone
   has the same order number -> duplicate. Same phone with a new order number -> new lead.
-- Variant B (phone only): an earlier lead with that phone was received within the window -> duplicate.
-  The window is inclusive: a lead exactly 24 h after the earlier one is still a duplicate.
+- Variant B (phone only): a lead with that phone was accepted as new within the window -> duplicate.
+  The window is measured from the last lead accepted as new, never from a duplicate ("if the first
+  request was earlier than the agreed period, the new one is treated as new"): with a 24 h window,
+  leads at 0 h (new), 20 h (duplicate) and 40 h make the 40 h lead new. The window is inclusive: a lead
+  exactly 24 h after the original is still a duplicate.
 
 Both variants look at every earlier lead with the phone, whatever variant that lead came in by.
 A duplicate links to the original lead (the root of the duplicate chain), never to another duplicate.
@@ -58,11 +61,11 @@ def dedup(order_number: str | None, received_at: datetime, earlier: Iterable[Ear
             first = min(matches, key=lambda e: (e.received_at, e.id))
             return DedupVerdict(first.original_id, "A: same phone and order number")
         return DedupVerdict(None, "A: known phone, new order number")
-    recent = [e for e in earlier if received_at - e.received_at <= window]
+    recent = [e for e in earlier if e.duplicate_of_id is None and received_at - e.received_at <= window]
     if recent:
         latest = max(recent, key=lambda e: (e.received_at, e.id))
         return DedupVerdict(latest.original_id, f"B: same phone within {_hours(window)}")
-    return DedupVerdict(None, f"B: phone not seen within {_hours(window)}")
+    return DedupVerdict(None, f"B: phone not accepted as new within {_hours(window)}")
 
 
 def _hours(window: timedelta) -> str:

@@ -28,7 +28,14 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class DispositionRefused(UsageError):
-    """The disposition cannot be recorded."""
+    """The disposition cannot be recorded.
+
+    `words`: the same refusal in Russian, for the operator console (the message stays English for the CLI
+    and the API's `error`)."""
+
+    def __init__(self, message: str | None = None, words: str | None = None) -> None:
+        super().__init__(message)
+        self.words = words
 
 
 class NotYourAttempt(DispositionRefused):
@@ -160,24 +167,29 @@ def _amount(kind: DispositionKind, rule: DispositionRule, raw: Any, currency: st
             raise DispositionRefused(f"an amount only goes with 'confirmed', not with '{kind.value}'")
         return None, None
     if raw is None or raw == "":
-        raise DispositionRefused("'confirmed' needs the order amount (e.g. --amount 12500)")
+        raise DispositionRefused("'confirmed' needs the order amount (e.g. --amount 12500)",
+                                 "для «подтверждён» укажите сумму заказа")
     if isinstance(raw, bool):
-        raise DispositionRefused(f"amount {raw!r} is not a number")
+        raise DispositionRefused(f"amount {raw!r} is not a number", "сумма заказа должна быть числом")
     try:
         amount = Decimal(str(raw).strip().replace(",", ".").replace(" ", "").replace("\u00a0", ""))
     except InvalidOperation:
-        raise DispositionRefused(f"amount {raw!r} is not a number") from None
+        raise DispositionRefused(f"amount {raw!r} is not a number", "сумма заказа должна быть числом") from None
     if not amount.is_finite():
-        raise DispositionRefused(f"amount {raw!r} is not a number")
+        raise DispositionRefused(f"amount {raw!r} is not a number", "сумма заказа должна быть числом")
     if amount < 0:
-        raise DispositionRefused(f"amount {raw} is negative; an order amount is 0 or more")
+        raise DispositionRefused(f"amount {raw} is negative; an order amount is 0 or more",
+                                 "сумма заказа не может быть отрицательной")
     if amount > MAX_AMOUNT:
-        raise DispositionRefused(f"amount {raw} is larger than {MAX_AMOUNT}")
+        raise DispositionRefused(f"amount {raw} is larger than {MAX_AMOUNT}",
+                                 f"сумма заказа больше {MAX_AMOUNT}")
     if amount != amount.quantize(Decimal("0.01")):
-        raise DispositionRefused(f"amount {raw} has more than 2 decimal places")
+        raise DispositionRefused(f"amount {raw} has more than 2 decimal places",
+                                 "в сумме не больше двух знаков после запятой")
     code = (currency or "RUB").strip().upper()
     if not _CURRENCY.match(code):
-        raise DispositionRefused(f"currency {currency!r} is not a 3-letter ISO 4217 code such as RUB, KZT, USD")
+        raise DispositionRefused(f"currency {currency!r} is not a 3-letter ISO 4217 code such as RUB, KZT, USD",
+                                 "валюта — три латинские буквы, например RUB")
     return amount.quantize(Decimal("0.01")), code
 
 
@@ -188,11 +200,13 @@ def _callback_time(kind: DispositionKind, rule: DispositionRule, raw: datetime |
             raise DispositionRefused(f"a callback time only goes with 'callback', not with '{kind.value}'")
         return None
     if raw is None or raw == "":
-        raise DispositionRefused("'callback' needs the time agreed with the customer (e.g. --at 2026-11-24T11:00)")
+        raise DispositionRefused("'callback' needs the time agreed with the customer (e.g. --at 2026-11-24T11:00)",
+                                 "для «перезвонить» укажите время, согласованное с клиентом")
     customer_zone = known_zone(lead_zone)
     when = resolve_local_time(raw, customer_zone or ZoneInfo(center_zone))
     if when <= now:
-        raise DispositionRefused(f"callback time {_show(when, ZoneInfo(center_zone))} is in the past")
+        raise DispositionRefused(f"callback time {_show(when, ZoneInfo(center_zone))} is in the past",
+                                 f"время перезвона {_show(when, ZoneInfo(center_zone))} уже прошло")
     zones = [("the call center", ZoneInfo(center_zone))]
     if customer_zone is not None:
         zones.append(("the customer", customer_zone))
@@ -202,7 +216,10 @@ def _callback_time(kind: DispositionKind, rule: DispositionRule, raw: datetime |
             hint = f"; the next allowed time is {_show(allowed, zone)}" if allowed is not None else ""
             raise DispositionRefused(
                 f"callback time {_show(when, zone)} is inside quiet hours for {whose} "
-                f"({policy.quiet_start}-{policy.quiet_end}){hint}")
+                f"({policy.quiet_start}-{policy.quiet_end}){hint}",
+                f"время перезвона {_show(when, zone)} попадает в тихие часы "
+                f"{'клиента' if whose == 'the customer' else 'колл-центра'} ({policy.quiet_start}-{policy.quiet_end})"
+                + (f"; ближайшее разрешённое время {_show(allowed, zone)}" if allowed is not None else ""))
     return when
 
 
@@ -229,7 +246,7 @@ def known_zone(name: str | None) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a zone folder such as "Europe"
         return None
 
 
@@ -238,7 +255,8 @@ def _comment(raw: str | None) -> str | None:
         return None
     text = str(raw).strip()
     if len(text) > MAX_COMMENT:
-        raise DispositionRefused(f"comment is {len(text)} characters long; at most {MAX_COMMENT}")
+        raise DispositionRefused(f"comment is {len(text)} characters long; at most {MAX_COMMENT}",
+                                 f"комментарий длиннее {MAX_COMMENT} символов")
     return text or None
 
 

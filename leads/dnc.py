@@ -25,11 +25,11 @@ class DncRecord:
     added_at: datetime
 
 
-def _e164(raw: str, region: str) -> str:
+def _e164(raw: str, region: str, action: str = "put on") -> str:
     try:
         return normalize_phone(raw, region).e164
     except InvalidPhone as exc:
-        raise UsageError(f"{raw!r} is not a phone number that can be put on the DNC list ({exc.reason})") from None
+        raise UsageError(f"{raw!r} is not a phone number that can be {action} the DNC list ({exc.reason})") from None
 
 
 def add_to_dnc(session: Session, phone_e164: str, *, reason: str | None, added_by: str,
@@ -50,7 +50,7 @@ def add(db: Database, raw_phone: str, *, region: str, reason: str | None, added_
 
 
 def remove(db: Database, raw_phone: str, *, region: str, removed_by: str) -> tuple[str, bool]:
-    phone = _e164(raw_phone, region)
+    phone = _e164(raw_phone, region, "removed from")
     with db.write() as session:
         entry = session.get(DncEntry, phone)
         if entry is None:

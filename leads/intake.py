@@ -8,6 +8,7 @@ arriving at the same moment give one `new` and one `duplicate`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ def field_problems(lead: LeadIn) -> list[str]:
     if lead.timezone:
         try:
             ZoneInfo(lead.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a zone folder such as "Europe"
             problems.append(f"timezone {lead.timezone!r} is not an IANA time zone such as Asia/Vladivostok")
     return problems
 
@@ -100,18 +101,21 @@ class Intake:
         self.dedup_window = dedup_window   # None: the policy's dedup_window_hours, read in each transaction
         self.on_new_leads = on_new_leads
 
-    def submit(self, leads: Sequence[LeadIn], received_at: datetime, *,
-               fields_checked: bool = False) -> list[IntakeOutcome]:
+    def submit(self, leads: Sequence[LeadIn], received_at: datetime, *, fields_checked: bool = False,
+               phones: Sequence[Phone | InvalidPhone] | None = None) -> list[IntakeOutcome]:
         """Store every lead, in order, as one transaction; returns one outcome per lead.
 
         `fields_checked`: the source has refused every lead with field_problems already (CSV import).
+        `phones`: each lead's phone normalized already with this intake's default region (the CSV
+        import does it in its reading process).
         """
         require_aware(received_at)
         for lead in () if fields_checked else leads:
             problems = field_problems(lead)
             if problems:
                 raise ValueError("; ".join(problems))
-        phones = [self._normalize(lead) for lead in leads]
+        if phones is None or len(phones) != len(leads):
+            phones = [self._normalize(lead) for lead in leads]
         with self.db.write() as session:
             outcomes = self._store(session, leads, phones, received_at)
         new_ids = [o.lead_id for o in outcomes if o.status is LeadStatus.NEW and not o.already_stored]
@@ -199,6 +203,9 @@ def _insert_leads(session: Session, db: Database, rows: list[dict[str, Any]]) ->
     converted here with the column types' own bind processors, once per distinct value (received_at is
     the same for the whole batch), and the rows go straight to the driver.
     """
+    if db.is_postgres and len(rows) >= COPY_FROM_ROWS:
+        _copy_leads(session, rows)
+        return
     if not db.is_sqlite:
         session.execute(insert(Lead.__table__), rows)
         return
@@ -223,6 +230,26 @@ def _insert_leads(session: Session, db: Database, rows: list[dict[str, Any]]) ->
 
 
 _NOTHING = object()
+
+# PostgreSQL: a batch this big (the CSV import's) goes in with COPY, in the same transaction: about a
+# third of the server's and the driver's work of an executemany of INSERTs (issue 18).
+COPY_FROM_ROWS = 200
+
+
+def _copy_leads(session: Session, rows: list[dict[str, Any]]) -> None:
+    names = list(rows[0])
+    json_columns = {i for i, name in enumerate(names) if name == "extra"}
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        with cursor.copy(f"COPY leads ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                values = list(row.values())
+                for i in json_columns:
+                    if values[i] is not None:
+                        values[i] = json.dumps(values[i], ensure_ascii=False)
+                copy.write_row(values)
+    finally:
+        cursor.close()
 
 # Built once (compiled once): the per-lead cost of the webhook is mostly such overhead.
 _L = Lead.__table__.c

@@ -23,6 +23,7 @@ from scripts_catalog.model import Catalog, Script
 class Choice:
     script: Script
     reason: str
+    words: str = ""   # the reason in Russian, for the operator console
 
 
 def product_pattern(patterns: Sequence[str], product: str | None) -> str | None:
@@ -50,12 +51,15 @@ def select_script(catalog: Catalog, *, contact: int, product: str | None, langua
         matching = [s for s in regular if s.products and product_pattern(s.products, product)]
         if (script := _best(matching)) is not None:
             return Choice(script, f"contact {contact}, product {product!r} matches "
-                                  f"{product_pattern(script.products, product)!r}")
+                                  f"{product_pattern(script.products, product)!r}",
+                          f"Контакт №{contact}, сценарий для товара «{product}».")
         if (script := _best([s for s in regular if not s.products])) is not None:
             why = f"no script for product {product!r}, " if product else ""
-            return Choice(script, f"contact {contact}, {why}a script for any product")
+            return Choice(script, f"contact {contact}, {why}a script for any product",
+                          f"Контакт №{contact}, общий сценарий для любого товара.")
         if (script := _best([s for s in in_language if s.default])) is not None:
-            return Choice(script, f"no script for contact {contact} and product {product!r}: the default script")
+            return Choice(script, f"no script for contact {contact} and product {product!r}: the default script",
+                          f"Контакт №{contact}: подходящего сценария нет, показан сценарий по умолчанию.")
     raise NoScript(f"no active script for contact {contact} and product {product!r} in language(s) "
                    f"{', '.join(tried) or '-'}, and no default script")
 

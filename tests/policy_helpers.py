@@ -10,7 +10,7 @@ from leads.policy.facts import LeadFacts
 from leads.policy.values import DEFAULTS, Policy
 
 CENTER = ZoneInfo("Europe/Moscow")
-MOBILE = "+79123456789"           # a Russian mobile: may be anywhere in the country
+MOBILE = "+79071234567"           # a mobile in a range the shipped numbering plan does not hold: zone unknown
 VLADIVOSTOK = "+74232123456"      # landline, Asia/Vladivostok (UTC+10, Moscow + 7 h)
 KALININGRAD = "+74012123456"      # landline, Europe/Kaliningrad (UTC+2, Moscow - 1 h)
 MOSCOW_LANDLINE = "+74951234567"

@@ -78,9 +78,9 @@ def test_given_an_operator_in_chromium_when_calls_connect_then_card_script_and_d
         # invalid dispositions: the server says what is wrong, the page shows it, nothing is stored
         operator.dispose("confirmed")
         error = operator.page.wait_for_selector("#disposition-error:not([hidden])")
-        assert "needs the order amount" in error.inner_text()
+        assert "укажите сумму заказа" in error.inner_text()   # in Russian: the console has no English lines
         operator.dispose("confirmed", amount="-100")
-        operator.page.wait_for_selector("#disposition-error:has-text('negative')")
+        operator.page.wait_for_selector("#disposition-error:has-text('не может быть отрицательной')")
         assert stored_dispositions(db) == []
 
         operator.wait_state("wrap_up")   # the customer hung up: Анна records the outcome

@@ -100,7 +100,10 @@ def test_given_daemon_killed_mid_call_when_restarted_then_in_flight_attempts_are
     results = {lead_of[i]: rows[i].result for i in rows}
     long_lead, short_lead = sorted(in_flight)
     assert results[long_lead] == "connected", output[-6000:]  # still up at restart: tracked to its end
-    assert results[short_lead] == "unknown"                  # gone while we were down: retryable, not lost
+    # ended while no daemon ran, but its connection to an operator was stored as it happened (issue 11):
+    # a contact, never re-dialed as if unanswered
+    assert results[short_lead] == "connected", output[-6000:]
+    assert rows[in_flight[short_lead]].connected_at is not None
     assert pbx.stats().calls_placed == 2
     db.dispose()
 

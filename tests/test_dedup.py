@@ -107,10 +107,36 @@ def test_given_a_chain_of_duplicates_when_another_arrives_by_order_number_then_i
     assert dedup("A-1", T0 + timedelta(hours=2), earlier, DAY).duplicate_of == 1
 
 
-def test_given_original_out_of_window_but_its_duplicate_inside_when_phone_only_arrives_then_root_is_linked():
+def test_given_original_out_of_window_but_its_duplicate_inside_when_phone_only_arrives_then_new():
+    """Issue 12: the window runs from the last lead accepted as new, a duplicate does not extend it."""
     earlier = [lead(1, T0), lead(2, T0 + timedelta(hours=20), duplicate_of=1)]
     verdict = dedup(None, T0 + timedelta(hours=30), earlier, DAY)
-    assert verdict.duplicate_of == 1
+    assert not verdict.is_duplicate
+
+
+def test_given_leads_at_0h_20h_40h_when_phone_only_with_24h_window_then_new_duplicate_new():
+    """DESIGN §2 B as written: 20 h is within 24 h of the 0 h lead; 40 h is 40 h after it (the last new)."""
+    first = dedup(None, T0, [], DAY)
+    assert not first.is_duplicate
+    history = [lead(1, T0)]
+    second = dedup(None, T0 + timedelta(hours=20), history, DAY)
+    assert second.duplicate_of == 1
+    history.append(lead(2, T0 + timedelta(hours=20), duplicate_of=second.duplicate_of))
+    third = dedup(None, T0 + timedelta(hours=40), history, DAY)
+    assert not third.is_duplicate
+    history.append(lead(3, T0 + timedelta(hours=40)))
+    # and the window now runs from the 40 h lead: 60 h is its duplicate, 64 h + 1 s is new again
+    assert dedup(None, T0 + timedelta(hours=60), history, DAY).duplicate_of == 3
+    assert not dedup(None, T0 + timedelta(hours=64, seconds=1), history, DAY).is_duplicate
+
+
+def test_given_leads_at_0h_20h_40h_with_one_order_number_when_variant_a_then_all_after_the_first_duplicate():
+    """Variant A has no window: the same phone and order number is a duplicate of the first, at any age."""
+    history = [lead(1, T0, "A-7")]
+    assert dedup("A-7", T0 + timedelta(hours=20), history, DAY).duplicate_of == 1
+    history.append(lead(2, T0 + timedelta(hours=20), "A-7", duplicate_of=1))
+    assert dedup("A-7", T0 + timedelta(hours=40), history, DAY).duplicate_of == 1
+    assert not dedup("A-8", T0 + timedelta(hours=40), history, DAY).is_duplicate
 
 
 def test_given_a_verdict_when_rendered_then_the_rule_names_the_variant():
@@ -144,7 +170,8 @@ def test_property_a_duplicate_always_links_to_an_original_received_before_it(ear
         assert any(e.received_at <= now and (e.id == original.id or e.duplicate_of_id == original.id)
                    for e in earlier)
     elif order is None:
-        assert all(now - e.received_at > window for e in earlier if e.received_at <= now)
+        assert all(now - e.received_at > window for e in earlier
+                   if e.received_at <= now and e.duplicate_of_id is None)
     else:
         assert not any(e.order_number and e.order_number.strip().casefold() == order.casefold()
                        for e in earlier if e.received_at <= now)

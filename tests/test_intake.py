@@ -205,12 +205,16 @@ def test_given_duplicates_inside_one_batch_when_submitted_then_they_link_to_the_
     assert [(o.status, o.duplicate_of) for o in outcomes[1:]] == [(LeadStatus.DUPLICATE, first.lead_id)] * 2
 
 
-def test_given_a_chain_when_a_third_lead_arrives_then_it_links_to_the_root_original(intake):
+def test_given_leads_at_0h_20h_40h_when_phone_only_then_the_window_runs_from_the_last_new_lead(intake):
+    """Issue 12 / DESIGN §2 B: the 20 h lead is a duplicate of the 0 h one; the 40 h lead is 40 h after
+    the last lead accepted as new, so it is new (a duplicate does not extend the window)."""
     original = submit_one(intake, T0, "9123456789")
     second = submit_one(intake, T0 + timedelta(hours=20), "9123456789")
-    third = submit_one(intake, T0 + timedelta(hours=30), "9123456789")   # 30 h after the original
-    assert second.duplicate_of == original.lead_id
-    assert (third.status, third.duplicate_of) == (LeadStatus.DUPLICATE, original.lead_id)
+    third = submit_one(intake, T0 + timedelta(hours=40), "9123456789")
+    fourth = submit_one(intake, T0 + timedelta(hours=41), "9123456789")
+    assert (second.status, second.duplicate_of) == (LeadStatus.DUPLICATE, original.lead_id)
+    assert (third.status, third.duplicate_of) == (LeadStatus.NEW, None)
+    assert (fourth.status, fourth.duplicate_of) == (LeadStatus.DUPLICATE, third.lead_id)
 
 
 def test_given_a_naive_time_when_submitted_then_refused_and_nothing_stored(db, intake):

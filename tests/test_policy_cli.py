@@ -117,3 +117,58 @@ def test_given_unknown_lead_or_bad_time_then_clear_errors(db_file):
     assert missing.returncode == 1 and "no lead with id 999" in missing.stderr
     bad_time = run(db_file, "queue", "--at", "tomorrow")
     assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+
+
+def test_given_two_keys_with_a_comment_then_one_version_and_history_shows_the_comment(db_file):
+    done = run(db_file, "policy", "set", "quiet_start", "21:00", "quiet_end=11:00", "--by", "Анна",
+               "--comment", "зимнее время")
+    assert done.returncode == 0, done.stderr
+    version, values, changes = stored(db_file)
+    assert (version, values["quiet_start"], values["quiet_end"], changes) == (2, "21:00", "11:00", 2)
+    history = json.loads(run(db_file, "policy", "history", "--format", "json").stdout)
+    assert {(h["version"], h["key"], h["comment"]) for h in history} == \
+        {(2, "quiet_start", "зимнее время"), (2, "quiet_end", "зимнее время")}
+
+
+def test_given_short_quiet_hours_then_refused_unless_the_flag_and_overnight_always(db_file):
+    refused = run(db_file, "policy", "set", "quiet_start", "23:00")
+    assert refused.returncode == 2 and "--allow-short-quiet-hours" in " ".join(refused.stderr.split())
+    assert stored(db_file)[0] == 1
+    overnight = run(db_file, "policy", "set", "quiet_start", "01:00", "quiet_end", "07:00",
+                    "--allow-short-quiet-hours")
+    assert overnight.returncode == 2 and "overnight" in " ".join(overnight.stderr.split())
+    done = run(db_file, "policy", "set", "quiet_start", "23:00", "--allow-short-quiet-hours")
+    assert done.returncode == 0, done.stderr
+    assert stored(db_file)[1]["quiet_start"] == "23:00"
+
+
+@pytest.mark.parametrize("args, words", [
+    (("max_attempts",), "has no value"),
+    (("max_attempts", "5", "max_attempts", "6"), "given twice"),
+])
+def test_given_malformed_pairs_then_exit_2_and_nothing_stored(db_file, args, words):
+    refused = run(db_file, "policy", "set", *args)
+    assert refused.returncode == 2 and words in " ".join(refused.stderr.split())
+    assert stored(db_file)[0] == 1
+
+
+def test_given_policy_show_then_the_retry_plan_is_printed_and_changeable(db_file):
+    shown = run(db_file, "policy", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert "attempt 4: next day 10:00-13:00 local (morning), day 2" in shown.stdout
+    done = run(db_file, "policy", "set", "max_attempts_per_day", "2", "retry_day_parts", "10:00-14:00,14:00-22:00")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(run(db_file, "policy", "show", "--format", "json").stdout)["retry_plan"]
+    assert plan[2] == "attempt 3: next day 10:00-14:00 local (morning), day 2"
+
+
+def test_given_a_vladivostok_mobile_then_why_and_queue_show_its_zone_from_the_numbering_plan(db_file):
+    noon = moscow(2026, 11, 23, 12, 0)
+    db = Database(f"sqlite:///{db_file}")
+    store(db, lead(1, noon - timedelta(minutes=2), phone="+79147001234"))
+    db.dispose()
+    why = json.loads(run(db_file, "why", "1", "--at", "2026-11-23T16:00", "--format", "json").stdout)
+    assert (why["zones"], why["zone_source"]) == (["Asia/Vladivostok"], "registry")
+    assert [b["rule"] for b in why["blocks"]] == ["quiet_hours_lead"]    # 23:00 in Vladivostok
+    queue = json.loads(run(db_file, "queue", "--at", "2026-11-23T12:00", "--format", "json").stdout)
+    assert queue[0]["zone"] == "Asia/Vladivostok (numbering plan)"

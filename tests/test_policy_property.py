@@ -17,7 +17,7 @@ from tests.policy_helpers import CENTER, lead, policy
 
 # The numbers the leads get, with the one zone each is known to be in (None: a mobile, zone unknown).
 KNOWN_ZONE = {"+74232123456": "Asia/Vladivostok", "+74012123456": "Europe/Kaliningrad",
-              "+74951234567": "Europe/Moscow", "+73832123456": "Asia/Novosibirsk", "+79123456789": None}
+              "+74951234567": "Europe/Moscow", "+73832123456": "Asia/Novosibirsk", "+79071234567": None}
 EXPLICIT_ZONES = [None, None, "Asia/Yekaterinburg", "Asia/Vladivostok", "Europe/Kaliningrad"]
 BASE = datetime(2026, 11, 23, 0, 0, tzinfo=ZoneInfo("UTC"))
 STATUSES = ["new", "retry", "callback", "closed", "duplicate", "invalid", "dnc"]

@@ -19,12 +19,15 @@ def result_of(result, facts=None, *, dialed=True, **policy_values):
                         center=CENTER)
 
 
+# Issue 12: no answer, an answering machine and a declined call also wait for the next part of the
+# customer's day (12:01 is in the morning part 10:00-13:00 -> not before 13:00); the delay still holds
+# when it ends later (answering machine: 12:01 + 120 min = 14:01).
 @pytest.mark.parametrize("result, minutes", [
-    (CallResult.BUSY, 10), (CallResult.NO_ANSWER, 30), (CallResult.CONGESTION, 5), (CallResult.FAILED, 5),
-    (CallResult.ANSWERING_MACHINE, 120), (CallResult.ABANDONED, 1), (CallResult.REJECTED, 30),
+    (CallResult.BUSY, 10), (CallResult.NO_ANSWER, 59), (CallResult.CONGESTION, 5), (CallResult.FAILED, 5),
+    (CallResult.ANSWERING_MACHINE, 120), (CallResult.ABANDONED, 1), (CallResult.REJECTED, 59),
     (CallResult.CANCELLED, 1), (CallResult.UNKNOWN, 5),
 ])
-def test_given_result_then_retry_after_its_delay(result, minutes):
+def test_given_result_then_retry_after_its_delay_or_the_next_day_part(result, minutes):
     update = result_of(result)
     assert update.next_attempt_at == ENDED + timedelta(minutes=minutes)
     assert (update.status, update.attempts_count, update.counted) == ("retry", 1, True)
@@ -33,6 +36,8 @@ def test_given_result_then_retry_after_its_delay(result, minutes):
 
 def test_given_changed_delay_then_the_policy_value_is_used():
     assert result_of(CallResult.BUSY, retry_busy_minutes=3).next_attempt_at == ENDED + timedelta(minutes=3)
+    assert result_of(CallResult.NO_ANSWER, retry_no_answer_minutes=90).next_attempt_at == \
+        ENDED + timedelta(minutes=90)   # later than the next day part (13:00): the delay decides
 
 
 def test_given_invalid_number_then_lead_is_closed_and_never_retried():

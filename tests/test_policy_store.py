@@ -102,3 +102,52 @@ def test_given_dedup_window_changed_then_intake_uses_it_at_once(db):
     change_policy(db, {"dedup_window_hours": "1"}, by="cli", now=NOW)
     again = intake.submit([LeadIn("9123456789")], NOW + timedelta(hours=4))[0]
     assert again.status is LeadStatus.NEW and again.duplicate_of is None and first.status is LeadStatus.NEW
+
+
+# ---- issue 12: quiet-hours changes that would call people at night are refused
+
+@pytest.mark.parametrize("changes, words", [
+    ({"quiet_start": "23:00"}, "allows calls after 22:00"),                 # legal 22:00-10:00, not 23:00
+    ({"quiet_end": "09:00"}, "allows calls before 10:00"),
+    ({"quiet_start": "00:00"}, "allows calls after 22:00"),                 # 00:00-10:00: 22-24 dialed
+    ({"quiet_start": "01:00", "quiet_end": "08:00"}, "overnight"),          # dialing 08:00 -> 01:00
+    ({"quiet_start": "09:00", "quiet_end": "21:00"}, "overnight"),          # quiet by day, dialing by night
+])
+def test_given_quiet_hours_shorter_than_legal_or_overnight_when_changed_then_refused_and_nothing_stored(
+        db, changes, words):
+    seeded(db)
+    before = current_policy(db)
+    with pytest.raises(PolicyRefused, match=words):
+        change_policy(db, changes, by="cli", now=NOW)
+    assert current_policy(db) == before and versions(db) == (1, 0)
+
+
+def test_given_allow_short_quiet_hours_when_shorter_then_accepted_but_overnight_still_refused(db):
+    seeded(db)
+    policy, _ = change_policy(db, {"quiet_start": "23:00", "quiet_end": "08:00"}, by="cli", now=NOW,
+                              allow_short_quiet_hours=True)
+    assert (policy.quiet_start, policy.quiet_end) == ("23:00", "08:00")
+    with pytest.raises(PolicyRefused, match="overnight"):
+        change_policy(db, {"quiet_start": "02:00"}, by="cli", now=NOW, allow_short_quiet_hours=True)
+    # a later change of another key does not re-judge the stored short window
+    assert change_policy(db, {"max_attempts": "6"}, by="cli", now=NOW)[0].max_attempts == 6
+
+
+def test_given_longer_quiet_hours_when_changed_then_accepted_without_the_flag(db):
+    seeded(db)
+    policy, _ = change_policy(db, {"quiet_start": "21:00", "quiet_end": "11:00"}, by="cli", now=NOW)
+    assert (policy.quiet_start, policy.quiet_end) == ("21:00", "11:00")
+
+
+def test_given_two_keys_whose_order_would_matter_when_changed_together_then_one_version(db):
+    """21:00-09:00 -> 23:00-11:00 one key at a time passes through 23:00-09:00 (short) or
+    21:00-11:00; together it is one check and one version with two audit rows."""
+    seeded(db)
+    change_policy(db, {"quiet_start": "23:00", "quiet_end": "09:00"}, by="cli", now=NOW,
+                  allow_short_quiet_hours=True)
+    policy, records = change_policy(db, {"quiet_start": "21:30", "quiet_end": "10:30"}, by="cli", now=NOW,
+                                    comment="winter hours")
+    assert (policy.quiet_start, policy.quiet_end) == ("21:30", "10:30")
+    assert {r.version for r in records} == {policy.version} and len(records) == 2
+    assert [(h.key, h.comment) for h in policy_history(db)][:2] == \
+        [("quiet_end", "winter hours"), ("quiet_start", "winter hours")]

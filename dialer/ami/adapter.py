@@ -116,6 +116,7 @@ class OriginateRequest:
             "Context": self.context, "Exten": self.exten, "Priority": str(self.priority),
             "Timeout": str(int(self.timeout_seconds * 1000)), "CallerID": self.caller_id,
             "ChannelId": self.channel_id, "Async": "true",   # defect 1: never without Async
+            "Account": str(self.attempt_id),   # the CDR's accountcode: the PBX's record names the attempt
             "Variable": [f"{k}={v}" for k, v in variables.items()],
         }
         _check_values(action)

@@ -68,6 +68,17 @@ class AttemptUpdate:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class KnownFacts:
+    """What the store already holds about a call (learned before a restart or a reconnect)."""
+
+    answered: bool = False
+    connected: bool = False
+    operator_interface: str | None = None
+    uniqueid: str | None = None
+    hangup_cause: int | None = None
+
+
 @dataclass(slots=True)
 class _Call:
     attempt_id: int
@@ -146,14 +157,24 @@ class CallTracker:
     # ------------------------------------------------------------------ what the daemon did
 
     def track(self, attempt_id: int, *, action_id: str, at: datetime, channel_id: str | None = None,
-              lead_id: int | str | None = None, state: AttemptState = AttemptState.CLAIMED) -> None:
-        """Start following an attempt; call it BEFORE sending the Originate (events may beat the reply)."""
+              lead_id: int | str | None = None, state: AttemptState = AttemptState.CLAIMED,
+              known: KnownFacts | None = None) -> None:
+        """Start following an attempt; call it BEFORE sending the Originate (events may beat the reply).
+
+        `known`: facts stored before (adopting a call after a restart): the result builds on them, so
+        a call an operator already took ends `connected` however little is learned afterwards.
+        """
         if attempt_id in self._calls:
             raise ValueError(f"attempt {attempt_id} is already tracked")
         if action_id in self._by_action:
             raise ValueError(f"ActionID {action_id!r} already belongs to attempt "
                              f"{self._by_action[action_id].attempt_id}")
         call = _Call(attempt_id, action_id, channel_id, None if lead_id is None else str(lead_id), state, at)
+        if known is not None:
+            call.answered, call.connected = known.answered or known.connected, known.connected
+            call.operator_interface, call.uniqueid = known.operator_interface, known.uniqueid
+            call.hangup_cause = known.hangup_cause
+            call.originate_seen = call.originate_seen or known.answered or known.connected
         self._calls[attempt_id] = call
         self._by_action[action_id] = call
         if channel_id:
@@ -195,12 +216,19 @@ class CallTracker:
         return self._implied + updates if self._implied else updates
 
     def reconcile(self, channels: Iterable[CoreShowChannel], at: datetime,
-                  grace: timedelta = timedelta(seconds=5)) -> list[AttemptUpdate]:
+                  grace: timedelta = timedelta(seconds=5),
+                  pbx_record: Callable[[Iterable[int]], Mapping[int, tuple[CallFacts, str | None]]] | None = None,
+                  ) -> list[AttemptUpdate]:
         """Compare with what Asterisk has now (CoreShowChannels, e.g. after a reconnect).
 
         Attempts with no live channel are ended with what is known (UNKNOWN when nothing is),
         except one no event has spoken of yet that was tracked less than `grace` ago (its
         Originate may still be on its way); attempts still up are re-attached (ids re-learned).
+
+        `pbx_record` (the PBX's CDR, read AFTER `channels` was taken): for the attempts gone from
+        Asterisk, the facts its records hold (and the operator's channel). They complete what the
+        events told; an attempt Asterisk has neither a channel nor a record of, and no event ever
+        spoke of, never reached it: it ends `cancelled` before the dial (given back, not counted).
         """
         live: dict[int, set[str]] = {}
         self._implied = []
@@ -211,11 +239,22 @@ class CallTracker:
                 self._touch(call, snapshot.channel, at)   # an Up originated channel: answered
         updates, self._implied = self._implied, []
         event = "reconcile: no channel left in Asterisk"
+        gone = [c for c in self._calls.values()
+                if c.attempt_id not in live and (c.heard or c.last_at <= at - grace)]   # else just sent: no channel yet
+        recorded = pbx_record([c.attempt_id for c in gone]) if pbx_record is not None and gone else {}
+        for call in gone:
+            if call.attempt_id in recorded:
+                facts, operator = recorded[call.attempt_id]
+                self._learn_from_record(call, facts, operator)
+                updates += self._end(call, at, "reconcile: outcome from the PBX's CDR")
+            elif pbx_record is not None and not call.heard and not call.answered and call.state is S.CLAIMED:
+                call.cancelled = True
+                updates += self._end(call, at, "reconcile: Asterisk has no channel and no CDR: never placed")
+            else:
+                updates += self._end(call, at, event)
         for call in list(self._calls.values()):
             uids = live.get(call.attempt_id)
             if uids is None:
-                if call.heard or call.last_at <= at - grace:   # else just sent: no channel yet
-                    updates += self._end(call, at, event)
                 continue
             # legs whose Hangup was missed (while disconnected) are gone too
             if call.originated_alive and call.originated not in uids:
@@ -225,6 +264,17 @@ class CallTracker:
                     call.customer_legs[uid] = False
             updates += self._maybe_end(call, at, event)
         return updates
+
+    @staticmethod
+    def _learn_from_record(call: _Call, facts: CallFacts, operator: str | None) -> None:
+        """The CDR fills in what the missed events would have told (it never unlearns a fact)."""
+        call.answered = call.answered or facts.answered
+        if facts.connected and not call.connected:
+            call.connected = True
+            call.operator_interface = call.operator_interface or (operator_interface(operator) if operator else None)
+        call.amd_machine = call.amd_machine or facts.amd_machine
+        call.hangup_cause = call.hangup_cause or facts.hangup_cause
+        call.dial_status = call.dial_status or facts.dial_status
 
     def forget(self, attempt_id: int) -> None:
         call = self._calls.pop(attempt_id, None)

@@ -55,6 +55,7 @@ class ScriptChoice:
     script: RenderedScript | None
     reason: str = ""
     problem: str | None = None       # why there is no script (catalog invalid, none fits)
+    words: str = ""                  # the reason, or the problem, in Russian: what the operator reads
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class CallCard:
     history: tuple[PastCall, ...] = ()
     disposition: DispositionSummary | None = None
     script: ScriptChoice = ScriptChoice(None)
+    customer_zones: tuple[str, ...] = ()   # the zone(s) whose quiet hours apply to the lead (issue 12)
+    zone_source: str | None = None         # where they come from, in the operator's words
 
 
 def owns_call(call_operator_id: int | None, call_interface: str | None, operator_id: int | None,
@@ -132,12 +135,14 @@ class ScriptBook:
     def choose(self, facts: LeadFacts, contact: int) -> ScriptChoice:
         catalog, problem = self.catalog()
         if catalog is None:
-            return ScriptChoice(None, problem=problem)
+            return ScriptChoice(None, problem=problem,
+                                words="каталог сценариев сейчас не читается; сообщите руководителю смены")
         try:
             choice = select_for_lead(catalog, facts, self.language, contact=contact)
         except NoScript as exc:
-            return ScriptChoice(None, problem=str(exc))
-        return ScriptChoice(render(choice.script, facts), choice.reason)
+            return ScriptChoice(None, problem=str(exc), words="для этой заявки в каталоге нет сценария, даже "
+                                                              "сценария по умолчанию; сообщите руководителю смены")
+        return ScriptChoice(render(choice.script, facts), choice.reason, words=choice.words)
 
 
 def display_phone(e164: str | None, raw: str | None) -> str:
@@ -189,8 +194,20 @@ def load_call_card(db: Database, attempt_id: int, scripts: ScriptBook, operator_
                     product=lead.product, source=lead.source, received_at=lead.received_at, comment=lead.comment,
                     preferred_time=lead.preferred_time, region=lead.region, timezone=lead.timezone,
                     extra=dict(lead.extra or {}), contact_number=facts.contact_number, history=history,
-                    disposition=_summary(this))
+                    disposition=_summary(this), **_customer_zone(lead))
     return CallCard(**card, script=scripts.choose(facts, facts.contact_number))
+
+
+_ZONE_SOURCE_WORDS = {"lead": "указан в заявке", "region": "по региону из заявки", "registry": "по плану нумерации",
+                      "number": "по номеру"}
+
+
+def _customer_zone(lead: Lead) -> dict[str, Any]:
+    from leads.policy.zones import lead_zones
+    zones = lead_zones(lead.timezone, lead.phone_e164, "center", lead.region)
+    if not zones.known:
+        return {"customer_zones": (), "zone_source": "неизвестен"}
+    return {"customer_zones": zones.names, "zone_source": _ZONE_SOURCE_WORDS.get(zones.source, zones.source)}
 
 
 def open_call_of(db: Database, operator_id: int, interface: str | None, now: datetime) -> int | None:

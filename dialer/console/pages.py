@@ -130,6 +130,14 @@ def call_card(card: CallCard, zone: ZoneInfo, now: datetime, center_zone_name: s
             f"{_script_section(card)}</article>")
 
 
+def _zone_text(card: CallCard, now: datetime) -> str:
+    """The customer's zone and local time (issue 12), and where the zone comes from."""
+    if not card.customer_zones:
+        return escape(f"{card.timezone or 'неизвестен'} ({card.zone_source or 'неизвестен'})")
+    local = ", ".join(f"{name} — {now.astimezone(ZoneInfo(name)):%H:%M}" for name in card.customer_zones)
+    return escape(f"{local} ({card.zone_source})")
+
+
 def _lead_section(card: CallCard, zone: ZoneInfo, now: datetime) -> str:
     rows = [("Телефон", f'<span id="lead-phone">{h(card.phone)}</span>'),
             ("Заказ", f'<span id="lead-order">{h(card.order_number)}</span>'),
@@ -137,10 +145,10 @@ def _lead_section(card: CallCard, zone: ZoneInfo, now: datetime) -> str:
             ("Источник", h(card.source)),
             ("Заявка получена", f"{when(card.received_at, zone)} <span class=\"muted\">"
                                 f"({escape(ago(card.received_at, now))})</span>")]
-    for label, value in (("Удобное время", card.preferred_time), ("Регион", card.region),
-                         ("Часовой пояс", card.timezone)):
+    for label, value in (("Удобное время", card.preferred_time), ("Регион", card.region)):
         if value:
             rows.append((label, h(value)))
+    rows.append(("Часовой пояс клиента", f'<span id="lead-zone">{_zone_text(card, now)}</span>'))
     rows += [(escape(str(key)), h(value)) for key, value in card.extra.items() if key != "language"]
     if card.comment:
         rows.append(("Комментарий клиента", f'<span class="comment">{h(card.comment)}</span>'))
@@ -179,7 +187,7 @@ def _script_section(card: CallCard) -> str:
     script: RenderedScript | None = choice.script
     if script is None:
         return (f'<section class="script" id="script"><h2>Сценарий</h2>'
-                f'<p class="error">Сценария нет: {h(choice.problem)}</p></section>')
+                f'<p class="error">Сценария нет: {h(choice.words or choice.problem)}</p></section>')
     stages = []
     for stage in script.stages:
         first, *others = stage.variants or ()
@@ -193,7 +201,7 @@ def _script_section(card: CallCard) -> str:
     missing = (f'<p class="warning">Нет данных для: {escape(", ".join(script.markers))}</p>' if script.markers else "")
     return (f'<section class="script" id="script" data-script="{escape(script.script_id, quote=True)}" '
             f'data-version="{script.version}"><h2 id="script-title">{h(script.title)}</h2>'
-            f'<p class="muted">Сценарий {h(script.script_id)}, версия {script.version}. {h(choice.reason)}</p>'
+            f'<p class="muted">Сценарий {h(script.script_id)}, версия {script.version}. {h(choice.words or choice.reason)}</p>'
             f'<p class="goal">{_lines(script.goal)}</p>{missing}{"".join(stages)}'
             f'<h3>Вопросы и возражения</h3>{faq or "<p class=muted>—</p>"}'
             f'<form id="gap-form" class="gap"><label>Вопрос клиента, на который в сценарии нет ответа'

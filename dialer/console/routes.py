@@ -66,7 +66,10 @@ class ApiRefusal(Exception):
         self.status, self.error = status, error
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.error}, status_code=self.status)
+        from dialer.web.dispositions import REFUSAL_WORDS
+        words = {409: "АТС отказала в паузе", 503: "АТС не подключена, попробуйте через минуту"}.get(self.status) \
+            or REFUSAL_WORDS.get(self.status, "запрос не выполнен")
+        return JSONResponse({"error": self.error, "message": words}, status_code=self.status)
 
 
 class Console:

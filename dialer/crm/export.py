@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -180,7 +181,11 @@ def _locked_cursor(session: Session, now: datetime) -> Cursor:
 
 def write_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
     """Write through a temporary file in the same folder, then rename: the final name only ever holds
-    a complete file."""
+    a complete file. The path "-" is standard output (`dialer export --out -`)."""
+    if str(path) == "-":
+        rows = write(sys.stdout)
+        sys.stdout.flush()
+        return rows
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:

@@ -64,6 +64,7 @@ class OriginateRequest:
     channel_id: str = ""
     other_channel_id: str = ""
     asynchronous: bool = True
+    account: str = ""          # Originate Account: the CDR's accountcode
 
     @classmethod
     def from_action(cls, action: Action) -> "OriginateRequest":
@@ -88,7 +89,7 @@ class OriginateRequest:
         return cls(action.action_id, channel, action.get("Context"), action.get("Exten"), priority,
                    timeout_ms / 1000.0, num, name, parse_variables(action.get_all("Variable")),
                    action.get("ChannelId"), action.get("OtherChannelId"),
-                   action.get("Async").strip().lower() in ("true", "yes", "1", "on"))
+                   action.get("Async").strip().lower() in ("true", "yes", "1", "on"), action.get("Account"))
 
 
 def parse_callerid(text: str) -> tuple[str, str]:

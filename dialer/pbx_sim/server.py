@@ -76,6 +76,7 @@ class PbxConfig:
     auth_failure_delay: float = 1.0     # wall-clock seconds before "Authentication failed"
     response_delay: float = 0.0         # wall-clock seconds before each action is answered (a slow PBX)
     max_pending_messages: int = 100_000  # a client that falls this far behind is disconnected
+    cdr_path: str | None = None         # cdr_custom's CSV file (asterisk_conf/cdr_custom.conf); None: no CDR
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -576,6 +577,10 @@ class SimulatedPbx:
         if generation != self._generation:      # a call of the PBX before a restart or kill
             self.call_log.append(call.record())
             return
+        try:
+            self._write_cdr(call)
+        except Exception:
+            log.exception("pbx-sim: writing the CDR of call %s failed", call.l1.uniqueid if call.l1 else "-")
         if not task.cancelled() and task.exception() is not None:
             log.error("pbx-sim: call %s failed inside the simulator", call.l1.uniqueid, exc_info=task.exception())
             call.result = CallResult.FAILED
@@ -590,6 +595,19 @@ class SimulatedPbx:
         self._count(record.result)
         log.info("pbx-sim: call %s uniqueid=%s result=%s operator=%s", mask_phone(record.number), record.uniqueid,
                  record.result.value, record.operator or "-")
+
+    def _write_cdr(self, call: Call) -> None:
+        """The PBX's own record (CDR), written when the call is over, as Asterisk's cdr_custom does."""
+        if not self.config.cdr_path or call.l1 is None:
+            return
+        from dialer.pbx_sim.cdr import CdrWriter, cdr_rows
+        record = call.record() if call.result is not None else None
+        if record is None:
+            return
+        account = call.request.account or dict((k.lstrip("_"), v) for k, v in call.request.variables).get(
+            "ATTEMPT_ID", "")
+        CdrWriter(self.config.cdr_path).write(cdr_rows(record, account=account, channel=call.request.channel,
+                                                       context=call.request.context, trunk=self.config.trunk))
 
     def _count(self, result: CallResult) -> None:
         self._results[result.value] = self._results.get(result.value, 0) + 1

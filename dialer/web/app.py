@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,13 +45,18 @@ def health_router(db: Database) -> APIRouter:
     head = head_revision(db)
 
     @router.get("/health", summary="Is the service up and its database ready?")
-    def health() -> JSONResponse:  # a sync endpoint: FastAPI runs it in a worker thread
+    def health(request: Request) -> JSONResponse:  # a sync endpoint: FastAPI runs it in a worker thread
         body: dict[str, Any] = {"status": "ok", "schema": {"current": None, "head": head, "up_to_date": False}}
+        daemon = getattr(request.app.state, "daemon_health", None)   # faults (issue 11): why degraded
+        if daemon is not None:
+            body["daemon"] = daemon()
+            if body["daemon"]["degraded"]:
+                body["status"] = "degraded"
         try:
             current = current_revision(db)
         except SQLAlchemyError as exc:
             body.update(status="error", error=f"database not reachable: {type(exc).__name__}")
-            return JSONResponse(body, status_code=503)
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
         body["schema"].update(current=current, up_to_date=current == head)
         if current != head:
             body.update(status="error", error="the database schema is not at head: run `dialer init`")

@@ -40,12 +40,20 @@ class DispositionBody(BaseModel):
     fields: dict[str, Any] | None = Field(None, description="Custom fields: name -> text, number or true/false")
 
 
+# What the operator console shows (in Russian) when a refusal has no words of its own.
+REFUSAL_WORDS = {401: "сеанс завершён: войдите снова", 403: "это звонок другого оператора",
+                 404: "такого звонка нет", 409: "итог этого звонка уже записан",
+                 422: "итог не принят: проверьте поля формы", 503: "база недоступна, ничего не записано; "
+                                                               "попробуйте ещё раз"}
+
+
 class Refused(Exception):
-    def __init__(self, status: int, error: str) -> None:
-        self.status, self.error = status, error
+    def __init__(self, status: int, error: str, words: str | None = None) -> None:
+        self.status, self.error, self.words = status, error, words
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.error}, status_code=self.status)
+        body = {"error": self.error, "message": self.words or REFUSAL_WORDS.get(self.status, "итог не записан")}
+        return JSONResponse(body, status_code=self.status)
 
 
 def header_operator_identity(x_operator_id: str | None = Header(
@@ -138,7 +146,7 @@ def _record(db: Database, clock: Clock, settings: Settings, attempt_id: int, giv
     except AlreadyDisposed as exc:
         raise Refused(409, str(exc)) from None
     except UsageError as exc:
-        raise Refused(422, str(exc)) from None
+        raise Refused(422, str(exc), getattr(exc, "words", None)) from None
     except SQLAlchemyError as exc:
         log.error("disposition.store_failed attempt_id=%s error=%s", attempt_id, exc)
         raise Refused(503, "the store is not available; nothing was recorded, try again") from None

@@ -56,7 +56,18 @@ class ServerThread:
         self._socket.close()
 
 
-def run_until_stopped(server: uvicorn.Server) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket for `dialer serve`, or DialerError in one line (uvicorn would exit 3 itself)."""
+    from kernel.errors import DialerError
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise DialerError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc} "
+                          f"(set http.port or --port)") from None
+    return sock
+
+
+def run_until_stopped(server: uvicorn.Server, sock: socket.socket | None = None) -> None:
     """Serve in the foreground until SIGINT or SIGTERM, shut down gracefully, and return normally.
 
     uvicorn re-raises the signal it caught once it has shut down; the no-op handlers installed here
@@ -65,7 +76,7 @@ def run_until_stopped(server: uvicorn.Server) -> None:
     stops = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.signal(signum, lambda *_: None) for signum in stops}
     try:
-        server.run()
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, MetaData, Numeric, String,
-                        Text, UniqueConstraint)
+                        Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kernel.db.types import UTCDateTime
@@ -27,6 +27,12 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+# The claim's follow-ups (retries after a conversation) and callbacks; the claim writes these constants
+# into its SQL (leads/policy/candidates.py) so that the planners can use the partial indexes.
+FOLLOW_UPS = "status = 'retry' AND contacts_count > 0"
+CALLBACKS = "status = 'callback'"
 
 
 class Lead(Base):
@@ -78,6 +84,11 @@ class Lead(Base):
         Index("ix_leads_status_attempts_next", "status", "attempts_count", "next_attempt_at"),  # retries
         Index("ix_leads_status_callback", "status", "callback_at"),                    # callbacks due
         Index("ix_leads_status_contact", "status", "last_contact_at"),                 # follow-ups by cadence
+        # variant 2, one bucket per attempt count (migration 0018_scale):
+        Index("ix_leads_follow_ups", "attempts_count", "last_contact_at", "id",
+              postgresql_where=text(FOLLOW_UPS), sqlite_where=text(FOLLOW_UPS)),
+        Index("ix_leads_callbacks", "attempts_count", "callback_at", "id",
+              postgresql_where=text(CALLBACKS), sqlite_where=text(CALLBACKS)),
         UniqueConstraint("source", "source_item_id", name="uq_leads_source_item"),
     )
 
@@ -256,3 +267,17 @@ class ScriptGap(Base):
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("call_attempts.id"))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     created_at: Mapped[datetime]
+
+
+class OperatorHold(Base):
+    """faults (issue 11): an operator held by one daemon for a call it is placing (one Asterisk, N daemons)."""
+
+    __tablename__ = "operator_holds"
+
+    pbx: Mapped[str] = mapped_column(String(100), primary_key=True)
+    interface: Mapped[str] = mapped_column(String(200), primary_key=True)
+    daemon_id: Mapped[str] = mapped_column(String(200))
+    attempt_id: Mapped[int] = mapped_column(Integer, index=False)
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_operator_holds_attempt", "attempt_id"),)

@@ -111,7 +111,10 @@ def _follow_ups(policy: Policy, center: ZoneInfo, *where: ColumnElement[bool]) -
         end_of_second_day = start_of_day(last.astimezone(center).date()
                                          + timedelta(days=policy.cadence_second_contact_days + 1), center)
         return min(end_of_second_day, last + timedelta(days=policy.cadence_max_gap_days))
-    return Source((_T.status == LeadStatus.RETRY.value, _T.contacts_count > 0, *where, _T.next_attempt_at <= NOW),
+    # The constants are written into the SQL (not bound) so that PostgreSQL and SQLite can prove the
+    # predicate of the follow-ups' partial index (migration 0018_scale), in generic plans too.
+    return Source((_T.status == literal(LeadStatus.RETRY.value, literal_execute=True),
+                   _T.contacts_count > literal(0, literal_execute=True), *where, _T.next_attempt_at <= NOW),
                   (_T.last_contact_at, _T.id), bound)
 
 
@@ -119,7 +122,9 @@ def _callbacks(*where: ColumnElement[bool]) -> Source:
     # A retry delay holds a callback back only when it comes from an attempt made for this callback.
     delay_over = or_(_T.next_attempt_at.is_(None), _T.next_attempt_at <= NOW, _T.last_attempt_at.is_(None),
                      _T.last_attempt_at < _T.callback_at)
-    return Source((_T.status == LeadStatus.CALLBACK.value, *where, _T.callback_at <= NOW, delay_over),
+    # The status written into the SQL: the callbacks' partial index (migration 0018_scale) needs it.
+    return Source((_T.status == literal(LeadStatus.CALLBACK.value, literal_execute=True), *where,
+                   _T.callback_at <= NOW, delay_over),
                   (_T.callback_at, _T.id), lambda lead: lead.callback_at)
 
 

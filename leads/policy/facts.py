@@ -19,6 +19,7 @@ class LeadFacts:
     phone_e164: str | None
     phone_ext: str | None = None
     timezone: str | None = None          # explicit IANA zone sent with the lead
+    region: str | None = None            # region or city sent with the lead (its zone: leads/numbering)
     product: str | None = None
     name: str | None = None
     attempts_count: int = 0

@@ -53,10 +53,10 @@ class QueueEntry:
 def _zone_words(verdict: Verdict) -> str:
     zones = verdict.zones
     if not zones.names:
-        return "center"
+        return f"center ({zones.source_words})"
     if len(zones.names) == 1:
-        return f"{zones.names[0]} ({zones.source})"
-    return f"{len(zones.names)} zones ({zones.source})"
+        return f"{zones.names[0]} ({zones.source_words})"
+    return f"{len(zones.names)} zones ({zones.source_words})"
 
 
 def dial_queue(db: Database, now: datetime, *, center_zone: str, limit: int = 50) -> list[QueueEntry]:
@@ -123,11 +123,11 @@ def leads_at_risk(session: Session, now: datetime, *, center_zone: str, policy: 
              lease_free(now), ~on_dnc()]
     if not include_alerted:
         where.append(t.sla_alerted_at.is_(None))
-    rows = session.execute(select(t.id, t.received_at, t.timezone, t.phone_e164, t.sla_alerted_at)
+    rows = session.execute(select(t.id, t.received_at, t.timezone, t.region, t.phone_e164, t.sla_alerted_at)
                            .where(*where).order_by(t.received_at, t.id)).all()
     risks = []
     for row in rows:
-        zones = lead_zones(row.timezone, row.phone_e164, policy.unknown_zone_rule).zones
+        zones = lead_zones(row.timezone, row.phone_e164, policy.unknown_zone_rule, row.region).zones
         due = first_call_deadline(row.received_at, policy, center, zones)
         if due is None:
             continue

@@ -14,9 +14,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -26,8 +27,10 @@ from kernel.errors import NotFound, UsageError
 from leads.attempt import AttemptState, CallResult
 from leads.policy.candidates import COLUMNS, facts_from_row
 from leads.policy.retry import LeadUpdate, after_result
+from leads.policy.spread import local_day_start
 from leads.policy.store import current_policy
 from leads.policy.values import Policy
+from leads.policy.zones import lead_zones
 
 log = logging.getLogger("leads.policy.results")
 
@@ -91,8 +94,12 @@ def record_attempt_result(session: Session, attempt_id: int, result: CallResult 
                               lead.next_attempt_at, lead.close_reason, already_recorded=True)
     policy = policy or current_policy(session)
     dialed = attempt.originated_at is not None or attempt.state != AttemptState.CLAIMED.value
+    center = zone(center_zone)
+    own = lead_zones(lead.timezone, lead.phone_e164, policy.unknown_zone_rule, lead.region)
+    lead_zone = own.zones[0] if own.known and own.zones else center
     change = after_result(lead, outcome, at, claimed_at=attempt.claimed_at, dialed=dialed, policy=policy,
-                          center=zone(center_zone))
+                          center=center, lead_zone=lead_zone,
+                          attempts_today=_attempts_since(connection, lead.id, attempt.id, local_day_start(at, lead_zone)))
     connection.execute(_UPDATE_LEAD, {"lead_id": lead.id, **{f"v_{k}": v for k, v in change.columns().items()}})
     connection.execute(_END_ATTEMPT, {"attempt_id": attempt.id, "v_result": outcome.value,
                                    "v_ended_at": attempt.ended_at or at})
@@ -102,6 +109,18 @@ def record_attempt_result(session: Session, attempt_id: int, result: CallResult 
              change.next_attempt_at, change.counted)
     return RecordedResult(attempt.id, lead.id, outcome.value, change.counted, change.status,
                           change.next_attempt_at, change.close_reason)
+
+
+# Counted attempts of a lead since a moment: every attempt but those given back before dialing.
+_ATTEMPTS_SINCE = (select(func.count()).select_from(CallAttempt.__table__)
+                   .where(_A.lead_id == bindparam("lead_id"), _A.id != bindparam("attempt_id"),
+                          _A.claimed_at >= bindparam("since", type_=_A.claimed_at.type),
+                          ~and_(_A.result == CallResult.CANCELLED.value, _A.originated_at.is_(None))))
+
+
+def _attempts_since(connection: Any, lead_id: int, attempt_id: int, since: datetime) -> int:
+    return connection.execute(_ATTEMPTS_SINCE, {"lead_id": lead_id, "attempt_id": attempt_id,
+                                                "since": since}).scalar_one()
 
 
 def _expire_loaded(session: Session, *keys: tuple[type, int]) -> None:

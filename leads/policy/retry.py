@@ -7,7 +7,8 @@
   a callback kept by this call becomes `retry` too, unless a disposition already set a new one);
 - INVALID_NUMBER closes the lead (close reason invalid_number);
 - every other result waits its retry delay (policy retry_<result>_minutes; REJECTED, CANCELLED and
-  UNKNOWN have their own keys, UNKNOWN defaulting to the delay of FAILED);
+  UNKNOWN have their own keys, UNKNOWN defaulting to the delay of FAILED), and the retry plan may
+  move it later (spread.py: the next part of the customer's day, at most max_attempts_per_day a day);
 - once attempts reach max_attempts without a conversation in this call, the lead is closed as
   unreachable. After a conversation the disposition decides (a lead left open at the limit is not
   dialed again; `dialer why` says so).
@@ -26,6 +27,7 @@ from leads.lead import DIALABLE_STATUSES, CloseReason, LeadStatus
 from leads.policy.cadence import next_contact_not_before
 from leads.policy.callbacks import served_by
 from leads.policy.facts import LeadFacts
+from leads.policy.spread import next_attempt_not_before
 from leads.policy.values import Policy
 
 
@@ -54,8 +56,13 @@ class LeadUpdate:
 
 
 def after_result(lead: LeadFacts, result: CallResult, at: datetime, *, claimed_at: datetime, dialed: bool,
-                 policy: Policy, center: ZoneInfo) -> LeadUpdate:
-    """The lead after `result` of an attempt claimed at `claimed_at` (`dialed`: it got past the claim)."""
+                 policy: Policy, center: ZoneInfo, attempts_today: int = 0,
+                 lead_zone: ZoneInfo | None = None) -> LeadUpdate:
+    """The lead after `result` of an attempt claimed at `claimed_at` (`dialed`: it got past the claim).
+
+    `attempts_today`: the lead's earlier counted attempts in this calendar day of `lead_zone` (its own
+    zone where known, else the center's), this one not included.
+    """
     unchanged = LeadUpdate(False, lead.status, lead.attempts_count, lead.contacts_count, lead.first_dialed_at,
                            lead.last_attempt_at, lead.last_contact_at, lead.last_result, lead.next_attempt_at,
                            lead.callback_at, lead.callback_operator_id, lead.close_reason, lead.closed_at)
@@ -77,7 +84,9 @@ def after_result(lead: LeadFacts, result: CallResult, at: datetime, *, claimed_a
         if lead.status == LeadStatus.CALLBACK and served_by(lead.callback_at, claimed_at):
             return replace(update, status=LeadStatus.RETRY.value, callback_at=None, callback_operator_id=None)
         return update
-    update = replace(update, next_attempt_at=at + timedelta(minutes=policy.retry_minutes(result) or 0))
+    delay = timedelta(minutes=policy.retry_minutes(result) or 0)
+    update = replace(update, next_attempt_at=next_attempt_not_before(
+        at, result, delay, policy, lead_zone or center, attempts_today + 1, spread=lead.status != LeadStatus.CALLBACK))
     if not open_lead:
         return update
     if update.attempts_count >= policy.max_attempts:

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from kernel.clock import require_aware
 from kernel.db.engine import Database
 from kernel.db.models import PolicyChange, PolicyVersion
-from leads.policy.values import DEFAULTS, KEYS, Policy, allowed_words, build_policy, parse_value
+from leads.policy.values import (DEFAULTS, KEYS, Policy, PolicyRefused, allowed_words, build_policy,
+                                 night_problems, parse_value, spread_problems)
 
 log = logging.getLogger("leads.policy")
 
@@ -43,6 +44,7 @@ class PolicyChangeRecord:
     new: Any
     changed_by: str
     changed_at: datetime
+    comment: str | None = None   # the --comment of the change (kept with the version)
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,12 @@ def seed_policy(session: Session, now: datetime, *, by: str = "dialer init",
 
 
 def change_policy(db: Database, changes: Mapping[str, str], *, by: str, now: datetime,
-                  comment: str | None = None) -> tuple[Policy, list[PolicyChangeRecord]]:
+                  comment: str | None = None,
+                  allow_short_quiet_hours: bool = False) -> tuple[Policy, list[PolicyChangeRecord]]:
     """Set keys from their text values as one new version; PolicyRefused (nothing stored) if any is bad.
 
+    All keys are checked together, against each other, as one change: no order of changes is needed.
+    A change of quiet hours that would call people at night is refused (values.night_problems).
     Returns the policy now in force and the audit rows written (none when nothing actually changed).
     """
     require_aware(now)
@@ -115,10 +120,18 @@ def change_policy(db: Database, changes: Mapping[str, str], *, by: str, now: dat
         changed = [name for name in parsed if old[name] != new[name]]
         if not changed:
             return before, []
+        problems = []
+        if {"quiet_start", "quiet_end"} & set(changed):
+            problems += night_problems(new, allow_short=allow_short_quiet_hours)
+        if {"max_attempts", "max_attempts_per_day"} & set(changed):
+            problems += spread_problems(new)
+        if problems:
+            raise PolicyRefused("; ".join(problems))
         version = PolicyVersion(created_at=now, created_by=by, values=new, comment=comment)
         session.add(version)
         session.flush()
-        records = [PolicyChangeRecord(version.id, name, old[name], new[name], by, now) for name in changed]
+        records = [PolicyChangeRecord(version.id, name, old[name], new[name], by, now, comment)
+                   for name in changed]
         session.add_all(PolicyChange(version_id=r.version, key=r.key, old_value=r.old, new_value=r.new,
                                      changed_by=by, changed_at=now) for r in records)
         for r in records:
@@ -127,13 +140,14 @@ def change_policy(db: Database, changes: Mapping[str, str], *, by: str, now: dat
 
 
 def policy_history(db: Database, limit: int | None = 100) -> list[PolicyChangeRecord]:
-    """Audit rows, newest first."""
-    query = select(PolicyChange).order_by(PolicyChange.id.desc())
+    """Audit rows, newest first, each with the comment of its version."""
+    query = (select(PolicyChange, PolicyVersion.comment).join(PolicyVersion, PolicyVersion.id == PolicyChange.version_id)
+             .order_by(PolicyChange.id.desc()))
     if limit:
         query = query.limit(limit)
     with db.read() as session:
-        return [PolicyChangeRecord(c.version_id, c.key, c.old_value, c.new_value, c.changed_by, c.changed_at)
-                for c in session.scalars(query)]
+        return [PolicyChangeRecord(c.version_id, c.key, c.old_value, c.new_value, c.changed_by, c.changed_at,
+                                   comment) for c, comment in session.execute(query)]
 
 
 def describe_policy(policy: Policy) -> list[KeyState]:

@@ -64,6 +64,22 @@ def _tier_order(value: Any) -> str | None:
     return "every tier exactly once, comma-separated, in the order to dial: " + ",".join(names)
 
 
+def _day_parts(value: Any) -> str | None:
+    allowed = ("1 to 6 day parts HH:MM-HH:MM, comma-separated, in order, not overlapping, e.g. "
+               "10:00-13:00,13:00-17:00,17:00-22:00")
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 6:
+        return allowed
+    last = None
+    for part in value:
+        if not isinstance(part, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", part):
+            return allowed
+        start, end = part.split("-")
+        if start >= end or (last is not None and start < last):
+            return allowed
+        last = end
+    return None
+
+
 def _read_int(text: str) -> int:
     return int(text.strip())
 
@@ -126,6 +142,13 @@ class Policy:
     # Attempts and retry delays (minutes) per result of the last attempt
     max_attempts: int = key(7, "Dial attempts per lead; then the lead is closed as unreachable",
                             _whole(1, 20, "practice recommends 5-10"))
+    max_attempts_per_day: int = key(3, "At most this many attempts per lead in one calendar day of the lead's "
+                                       "zone; then the next waits for the next day's first day part",
+                                    _whole(1, 10))
+    retry_day_parts: tuple[str, ...] = key(["10:00-13:00", "13:00-17:00", "17:00-22:00"],
+                                           "Parts of the lead's local day (morning, afternoon, evening): after no "
+                                           "answer, an answering machine or a declined call the next attempt "
+                                           "waits for the next part", _day_parts, _read_list)
     retry_busy_minutes: int = key(10, "Retry delay after busy", MINUTES)
     retry_no_answer_minutes: int = key(30, "Retry delay after no answer", MINUTES)
     retry_congestion_minutes: int = key(5, "Retry delay after network congestion", MINUTES)
@@ -165,6 +188,10 @@ class Policy:
     @cached_property
     def quiet_hours(self) -> tuple[time, time]:
         return _time(self.quiet_start), _time(self.quiet_end)
+
+    @cached_property
+    def day_parts(self) -> tuple[tuple[time, time], ...]:
+        return tuple((_time(p.split("-")[0]), _time(p.split("-")[1])) for p in self.retry_day_parts)
 
     @cached_property
     def first_call_delay(self) -> timedelta:
@@ -262,6 +289,28 @@ def _known(name: str) -> KeyInfo:
     return info
 
 
+def pairs_to_changes(words: list[str]) -> dict[str, str]:
+    """CLI words `KEY VALUE KEY VALUE ...` (or `KEY=VALUE ...`) as {key: text}; PolicyRefused if malformed."""
+    changes: dict[str, str] = {}
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if "=" in word:
+            name, text = word.split("=", 1)
+        elif rest:
+            name, text = word, rest.pop(0)
+        else:
+            raise PolicyRefused(f"policy key {word!r} has no value; give KEY VALUE pairs, e.g. max_attempts 5")
+        name = name.strip()
+        _known(name)
+        if name in changes:
+            raise PolicyRefused(f"policy key {name!r} is given twice in one change")
+        changes[name] = text
+    if not changes:
+        raise PolicyRefused("no policy key given; give KEY VALUE pairs, e.g. max_attempts 5")
+    return changes
+
+
 def check_values(values: Mapping[str, Any]) -> list[str]:
     """Every problem of a full set of values, each key's own check and the checks across keys."""
     problems = []
@@ -281,6 +330,47 @@ def check_values(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"cadence_min_gap_days ({merged['cadence_min_gap_days']}) is more than "
                         f"cadence_max_gap_days ({merged['cadence_max_gap_days']})")
     return problems
+
+
+LEGAL_QUIET_HOURS = ("22:00", "10:00")   # DESIGN §3: no calls from 22:00 to 10:00
+
+
+def night_problems(values: Mapping[str, Any], *, allow_short: bool = False) -> list[str]:
+    """A team lead's change of quiet hours that would call people at night (checked on change only).
+
+    Midnight must always be quiet (the dialing window lies inside one day: quiet_start after
+    quiet_end, or quiet_start 00:00). Unless `allow_short`, the quiet span must also cover the legal
+    22:00-10:00. Stored versions are not checked again: a policy set with --allow-short-quiet-hours
+    keeps loading.
+    """
+    merged = {**DEFAULTS.values(), **values}
+    start_text, end_text = merged["quiet_start"], merged["quiet_end"]
+    start, end = _time(start_text), _time(end_text)
+    if start <= end and start != time(0, 0):
+        return [f"quiet hours {start_text}-{end_text} leave dialing allowed overnight (from {end_text} through "
+                f"midnight to {start_text}); quiet hours must span the night, quiet_start in the evening and "
+                f"quiet_end in the morning, e.g. {'-'.join(LEGAL_QUIET_HOURS)}"]
+    legal_start, legal_end = (_time(t) for t in LEGAL_QUIET_HOURS)
+    if allow_short:
+        return []
+    problems = []
+    if start == time(0, 0) or start > legal_start:
+        problems.append(f"quiet_start {start_text} allows calls after {LEGAL_QUIET_HOURS[0]}")
+    if end < legal_end:
+        problems.append(f"quiet_end {end_text} allows calls before {LEGAL_QUIET_HOURS[1]}")
+    if problems:
+        return [f"quiet hours {start_text}-{end_text} are shorter than the legal {'-'.join(LEGAL_QUIET_HOURS)}: "
+                + "; ".join(problems) + ". Pass --allow-short-quiet-hours to set them anyway"]
+    return []
+
+
+def spread_problems(values: Mapping[str, Any]) -> list[str]:
+    """A retry plan that could close a lead on its first day (checked on change only, like night_problems)."""
+    merged = {**DEFAULTS.values(), **values}
+    if merged["max_attempts"] <= merged["max_attempts_per_day"]:
+        return [f"max_attempts ({merged['max_attempts']}) must be more than max_attempts_per_day "
+                f"({merged['max_attempts_per_day']}): attempts spread over at least two days"]
+    return []
 
 
 def build_policy(values: Mapping[str, Any], version: int = 0) -> Policy:

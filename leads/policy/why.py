@@ -82,7 +82,7 @@ class Verdict:
 def evaluate(lead: LeadFacts, now: datetime, policy: Policy, center: ZoneInfo,
              available_operator_ids: AbstractSet[int] | None = None) -> Verdict:
     """Every rule applied to `lead` at `now`. `available_operator_ids`: None when unknown (views)."""
-    zones = lead_zones(lead.timezone, lead.phone_e164, policy.unknown_zone_rule)
+    zones = lead_zones(lead.timezone, lead.phone_e164, policy.unknown_zone_rule, lead.region)
     tier = tier_of(lead)
     blocks: list[Block] = []
     blocks += _status_blocks(lead)
@@ -147,19 +147,27 @@ def _dialing_blocks(lead: LeadFacts, now: datetime, policy: Policy, center: Zone
     return blocks
 
 
-def _retry_block(lead: LeadFacts, now: datetime, center: ZoneInfo) -> list[Block]:
+def explain_retry_plan(lead: LeadFacts, policy: Policy) -> str:
+    """Where the lead stands in the retry plan (spread.py), in words."""
+    parts = ", ".join(policy.retry_day_parts)
+    return (f"retry plan: attempt {lead.attempts_count + 1} of {policy.max_attempts}, at most "
+            f"{policy.max_attempts_per_day} a day, after no answer the next part of the customer's day ({parts})")
+
+
+def _retry_block(lead: LeadFacts, now: datetime, center: ZoneInfo, policy: Policy | None = None) -> list[Block]:
     if lead.next_attempt_at is None and lead.status == LeadStatus.RETRY:
         return [Block(Rule.RETRY_DELAY, "a retry without a scheduled time (next_attempt_at is empty): "
                                         "the dialer does not pick it; record the attempt's result")]
     if lead.next_attempt_at is None or lead.next_attempt_at <= now:
         return []
     after = f"after {lead.last_result}" if lead.last_result else "as scheduled"
-    return [Block(Rule.RETRY_DELAY, f"next attempt not before {_local(lead.next_attempt_at, center)} ({after})",
+    plan = f"; {explain_retry_plan(lead, policy)}" if policy is not None and lead.status == LeadStatus.RETRY else ""
+    return [Block(Rule.RETRY_DELAY, f"next attempt not before {_local(lead.next_attempt_at, center)} ({after}{plan})",
                   lead.next_attempt_at)]
 
 
 def _retry_and_cadence_blocks(lead: LeadFacts, now: datetime, policy: Policy, center: ZoneInfo) -> list[Block]:
-    blocks = _retry_block(lead, now, center)
+    blocks = _retry_block(lead, now, center, policy)
     window = contact_window(lead, policy, center)
     if window.earliest is not None and now < window.earliest:
         blocks.append(Block(Rule.CADENCE, f"cadence: contact {lead.contacts_count} was at "
@@ -201,12 +209,17 @@ def _quiet_blocks(lead: LeadFacts, now: datetime, policy: Policy, center: ZoneIn
             blocks.append(Block(Rule.QUIET_HOURS_LEAD,
                                 f"quiet hours in {len(quiet)} of the {len(zones.names)} zones the number may be "
                                 f"in ({shown}; unknown_zone_rule=strict) until {_local(until, center)}", until))
+        elif len(zones.names) > 1:
+            shown = ", ".join(zone.key for zone in quiet)
+            blocks.append(Block(Rule.QUIET_HOURS_LEAD,
+                                f"quiet hours in {len(quiet)} of the {len(zones.names)} zones of the lead's region "
+                                f"({shown}; {zones.source_words}) until {_local(until, center)}", until))
         else:
             zone = quiet[0]
-            source = "sent with the lead" if zones.source == ZoneSource.LEAD else "from the number"
             blocks.append(Block(Rule.QUIET_HOURS_LEAD,
-                                f"quiet hours in the lead's zone {zone.key} ({source}; {_clock(now, zone)} there) "
-                                f"until {_clock(until, zone)} local ({_local(until, center)})", until))
+                                f"quiet hours in the lead's zone {zone.key} ({zones.source_words}; "
+                                f"{_clock(now, zone)} there) until {_clock(until, zone)} local "
+                                f"({_local(until, center)})", until))
     if blocks and zones.zones and first_allowed(now, (center, *zones.zones), policy) is None:
         blocks.append(Block(Rule.NO_ALLOWED_TIME, "no time of day is outside quiet hours in the center and in "
                                                   "every zone the number may be in"))

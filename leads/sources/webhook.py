@@ -1,10 +1,13 @@
 """The HTTP webhook `POST /leads`: what site forms and CRMs send (DESIGN §2).
 
 Checks, in order, each refusal a JSON `{"error": ..., "problems": [...]}` and nothing stored:
-401/403 token (`Authorization: Bearer <token>` or `X-Dialer-Token`; an empty configured token refuses
-every call), 415 content type, 413 body size (checked on the stream, before it is all read),
-400 not JSON, 422 not a lead (see leads.sources.json_lead). A lead that is well formed but cannot be
-called is stored as `invalid` and answered 202 like any other.
+401/403 token (`Authorization: Bearer <token>`, `X-Dialer-Token`, or `?token=` when intake.query_token
+is on; an empty configured token refuses every call), 415 content type or charset, 413 body size
+(checked on the stream, before it is all read), 400 not readable JSON or form, 422 not a lead (see
+leads.sources.json_lead), 409 an Idempotency-Key stored before with another lead. Forms and foreign
+field names are read by leads.sources.web_form first; a body with no lead field at all (a site
+builder checking the webhook) is answered 200 and stores nothing. A lead that is well formed but
+cannot be called is stored as `invalid` and answered 202 like any other.
 
 The body is one lead (a JSON object) or a batch (a JSON list of objects, stored in one transaction,
 all or nothing). An `Idempotency-Key` header makes a retried call answer the first call's outcome
@@ -26,15 +29,19 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from kernel.clock import Clock
+from kernel.db.models import Lead
 from kernel.settings import IntakeSettings
 from leads.intake import FIELD_LIMITS, Intake, IntakeOutcome, LeadIn
 from leads.phone import mask_phone
 from leads.sources.json_lead import ALIASES, FIELD_DOCS, NUMBER_FIELDS, MalformedLead, lead_from_json
+from leads.sources.web_form import FORM_TYPES, FormError, charset_of, decode_form, map_fields, parse_mapping
 
 log = logging.getLogger("leads.webhook")
 
@@ -54,6 +61,9 @@ class BatchAccepted(BaseModel):
     leads: list[LeadAccepted]
 
 
+RETRY_AFTER_SECONDS = 5   # answered with every 503: the store is usually back within seconds
+
+
 class RefusalBody(BaseModel):
     error: str
     problems: list[str] | None = None
@@ -70,6 +80,8 @@ class Refusal(Exception):
         if self.problems:
             body["problems"] = list(self.problems)
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        if self.status == 503:   # the store is down: a well-behaved sender backs off and retries
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
@@ -77,6 +89,7 @@ def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock) -> AP
     """`POST /leads`, bound to one intake, the `[intake]` settings and the clock that stamps receipt."""
     router = APIRouter(tags=["intake"])
     store = SharedTransactions(intake, clock)
+    mapping = parse_mapping(settings.fields)
 
     @router.post("/leads", status_code=202, response_model=None, summary="Submit a lead (or a list of leads)",
                  responses={202: {"model": LeadAccepted | BatchAccepted,
@@ -85,37 +98,51 @@ def webhook_router(intake: Intake, settings: IntakeSettings, clock: Clock) -> AP
                  openapi_extra={"requestBody": _request_body_doc(), "parameters": _header_docs()})
     async def post_leads(request: Request) -> JSONResponse:
         try:
-            _check_token(request, settings.token)
-            _check_content_type(request.headers.get("content-type"))
+            _check_token(request, settings)
+            media_type, params = _check_content_type(request.headers.get("content-type"))
             body = await _read_body(request, settings.max_body_bytes)
-            leads, is_batch = _parse_leads(_parse_json(body), request.headers.get("idempotency-key"))
+            if not body.strip():
+                return _no_lead(request, "the request carries no body")
+            data = _parse_body(body, media_type, params)
+            data = _mapped(data, mapping)
+            if data is None:
+                return _no_lead(request, "the request carries no lead field", body)
+            leads, is_batch = _parse_leads(data, request.headers.get("idempotency-key"))
             outcomes = await store.submit(leads)
         except Refusal as refusal:
             log.warning("webhook.refused status=%s client=%s error=%s", refusal.status,
                         request.client.host if request.client else "-", refusal.error)
             return refusal.response()
+        except ClientDisconnect:  # the caller went away before its body arrived: nothing to store or answer
+            log.info("webhook.client_gone client=%s", request.client.host if request.client else "-")
+            return JSONResponse({"error": "the client closed the connection"}, status_code=400)
         for lead, outcome in zip(leads, outcomes):
             log.info("webhook.lead lead_id=%s status=%s phone=%s%s", outcome.lead_id, outcome.status.value,
                      mask_phone(outcome.phone or lead.phone), " already_stored" if outcome.already_stored else "")
         answers = [_answer(outcome) for outcome in outcomes]
         return JSONResponse({"leads": answers} if is_batch else answers[0], status_code=202)
 
+    @router.get("/leads", summary="A site builder's check that the webhook URL answers", include_in_schema=True)
+    async def check_leads() -> JSONResponse:
+        return JSONResponse({"status": "ok", "stored": False, "hint": "POST leads to this URL"})
+
     return router
 
 
 REFUSALS = {
-    400: "The body is not JSON (or not UTF-8)",
+    400: "The body is not JSON or a form that can be read (or not in its charset)",
     401: "No token or a wrong token",
     403: "Webhook intake is turned off (intake.token is empty)",
     413: "The body is larger than intake.max_body_bytes",
-    415: "The body is not sent as application/json",
+    409: "The Idempotency-Key was used before with a different lead",
+    415: "The body is not JSON or a form (or in an unknown charset)",
     422: "The JSON is not a lead: missing phone key, wrong types, over-long fields, unknown time zone",
     503: "The lead store is not available; retry later",
 }
 
 
-def _check_token(request: Request, token: str) -> None:
-    if not token:
+def _check_token(request: Request, settings: IntakeSettings) -> None:
+    if not settings.token:
         raise Refusal(403, "webhook intake is turned off: the server has no intake.token set")
     given = []
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -123,25 +150,41 @@ def _check_token(request: Request, token: str) -> None:
         given.append(value.strip())
     if "x-dialer-token" in request.headers:
         given.append(request.headers["x-dialer-token"])
-    if not given:
-        raise Refusal(401, "no token: send 'Authorization: Bearer <token>' or 'X-Dialer-Token: <token>'")
-    expected = token.encode("utf-8")
+    in_query = request.query_params.getlist("token")
+    if in_query and not settings.query_token:
+        raise Refusal(401, "a token in the URL is not accepted here: send it in the 'Authorization: Bearer' or "
+                           "'X-Dialer-Token' header, or turn on intake.query_token")
+    # Query values arrive as text; encoding to UTF-8 gives the bytes the caller percent-encoded.
+    query_given = [g.encode("utf-8", "replace") for g in in_query]
+    if not given and not query_given:
+        hint = " or '?token=<token>' in the URL" if settings.query_token else ""
+        raise Refusal(401, f"no token: send 'Authorization: Bearer <token>' or 'X-Dialer-Token: <token>'{hint}")
+    expected = settings.token.encode("utf-8")
     # Header values arrive decoded as latin-1; encoding back gives the bytes the caller sent.
-    if not any(hmac.compare_digest(g.encode("latin-1", "replace"), expected) for g in given):
+    candidates = [g.encode("latin-1", "replace") for g in given] + query_given
+    if not any(hmac.compare_digest(g, expected) for g in candidates):
         raise Refusal(401, "wrong token")
 
 
-def _check_content_type(header: str | None) -> None:
-    media_type, *params = [part.strip() for part in (header or "").split(";")]
+def _check_content_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """The media type (lower case) and its parameters, or 415 for a body the webhook cannot read."""
+    media_type, *parts = [part.strip() for part in (header or "").split(";")]
     media_type = media_type.lower()
-    if media_type != "application/json" and not (media_type.startswith("application/")
-                                                 and media_type.endswith("+json")):
-        raise Refusal(415, f"send the lead as JSON with 'Content-Type: application/json' "
-                           f"(got {header or 'no content type'!r})")
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise Refusal(415, f"the body must be UTF-8 (got charset {value.strip()!r})")
+    params = {}
+    for part in parts:
+        name, _, value = part.partition("=")
+        params[name.strip().lower()] = value.strip().strip('"')
+    is_json = media_type == "application/json" or (media_type.startswith("application/")
+                                                   and media_type.endswith("+json"))
+    if not is_json and media_type not in FORM_TYPES:
+        raise Refusal(415, f"send the lead as JSON with 'Content-Type: application/json', or as a form "
+                           f"(application/x-www-form-urlencoded or multipart/form-data) "
+                           f"(got {(header or 'no content type')[:100]!r})")
+    try:
+        charset_of(params)
+    except FormError as exc:
+        raise Refusal(415, f"the body must be UTF-8 or another known charset: {exc}") from None
+    return media_type, params
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -162,11 +205,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_json(body: bytes) -> Any:
+def _parse_body(body: bytes, media_type: str, params: dict[str, str]) -> Any:
+    if media_type in FORM_TYPES:
+        try:
+            return decode_form(body, media_type, params)
+        except FormError as exc:
+            raise Refusal(400, f"the form cannot be read: {exc}") from None
+    return _parse_json(body, charset_of(params))
+
+
+def _parse_json(body: bytes, charset: str = "utf-8") -> Any:
     try:
-        text = body.decode("utf-8-sig")
+        text = body.decode("utf-8-sig" if charset == "utf-8" else charset)
     except UnicodeDecodeError as exc:
-        raise Refusal(400, f"the body is not UTF-8 text (bad byte at offset {exc.start})") from None
+        name = "UTF-8" if charset == "utf-8" else charset
+        raise Refusal(400, f"the body is not {name} text (bad byte at offset {exc.start})") from None
     if not text.strip():
         raise Refusal(400, "the body is empty; send a JSON object with at least a phone")
     try:
@@ -178,6 +231,27 @@ def _parse_json(body: bytes) -> Any:
         raise Refusal(400, f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise Refusal(400, "the body is not valid JSON here: it is nested too deeply") from None
+
+
+def _mapped(data: Any, mapping: dict[str, tuple[str, ...]]) -> Any:
+    """Their field names replaced by ours; None when the body holds no lead at all."""
+    if isinstance(data, dict):
+        return map_fields(data, mapping)
+    if isinstance(data, list):
+        items = [map_fields(item, mapping) if isinstance(item, dict) else item for item in data]
+        # A lead without a lead field inside a batch is a malformed lead, not a builder's check.
+        return [{} if item is None else item for item in items] if data else data
+    return data
+
+
+def _no_lead(request: Request, why: str, body: bytes = b"") -> JSONResponse:
+    """A request without a lead (a builder checking a new webhook): 200, nothing stored, and said so."""
+    log.warning("webhook.no_lead client=%s why=%r bytes=%s", request.client.host if request.client else "-",
+                why, len(body))
+    return JSONResponse({"status": "no_lead", "stored": False,
+                         "reason": f"{why}: nothing was stored. A lead needs a phone field "
+                                   f"(phone, Phone, Телефон, ... or one mapped in [intake.fields])"},
+                        status_code=200)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -277,6 +351,7 @@ def _settle(answer: asyncio.Future, result: Any = None, error: BaseException | N
 def _submit(intake: Intake, leads: list[LeadIn], clock: Clock) -> list[IntakeOutcome]:
     received_at = clock.now()
     try:
+        _check_reused_keys(intake, leads)
         try:
             return intake.submit(leads, received_at)
         except IntegrityError:
@@ -289,6 +364,38 @@ def _submit(intake: Intake, leads: list[LeadIn], clock: Clock) -> list[IntakeOut
         log.exception("webhook.store_failed leads=%s", len(leads))
         raise Refusal(503, "the lead store is not available right now; nothing was stored, retry later") \
             from None
+
+
+_COMPARED = ("phone", "name", "order_number", "product", "comment", "preferred_time", "timezone", "region")
+
+
+def _check_reused_keys(intake: Intake, leads: list[LeadIn]) -> None:
+    """409 when an Idempotency-Key stored before comes back with a different lead.
+
+    Runs on the one writer thread, so no other webhook call stores a lead between this check and the
+    insert. Compared: every lead field and extra, as stored (a retry of the same body is equal).
+    """
+    keyed = {(lead.source, lead.source_item_id): lead for lead in leads if lead.source_item_id}
+    if not keyed:
+        return
+    with intake.db.read() as session:
+        rows = session.execute(select(Lead).where(
+            Lead.source.in_(sorted({source for source, _ in keyed})),
+            Lead.source_item_id.in_([item for _, item in keyed]))).scalars().all()
+        stored = {(row.source, row.source_item_id): row for row in rows}
+        for key, lead in keyed.items():
+            row = stored.get(key)
+            if row is None:
+                continue
+            theirs = [("phone" if name == "phone" else name, getattr(row, "phone_raw" if name == "phone" else name))
+                      for name in _COMPARED]
+            different = [name for name, value in theirs if (value or None) != (getattr(lead, name) or None)]
+            if (row.extra or None) != (lead.extra or None):
+                different.append("extra")
+            if different:
+                raise Refusal(409, f"Idempotency-Key {key[1][:60]!r} was used before with a different lead "
+                                   f"(lead {row.id}; differs in {', '.join(different)}); nothing was stored. "
+                                   f"Send each new lead with a new key")
 
 
 def _answer(outcome: IntakeOutcome) -> dict[str, Any]:
@@ -310,15 +417,23 @@ def _request_body_doc() -> dict[str, Any]:
             "description": "Unknown fields are kept in the lead's extra"}
     example = {"phone": "8 (912) 345-67-89", "name": "Анна Петрова", "order_number": "A-1001",
                "product": "кофемашина", "comment": "Перезвоните после обеда", "utm_source": "yandex"}
-    return {"required": True, "content": {"application/json": {
-        "schema": {"oneOf": [lead, {"type": "array", "items": lead, "maxItems": MAX_BATCH}]},
-        "example": example}}}
+    form = {"type": "object", "additionalProperties": {"type": "string"},
+            "description": "A web form: field names such as Phone, Телефон, Name, Имя or those mapped in "
+                           "[intake.fields]; any charset named in Content-Type (e.g. windows-1251)"}
+    return {"required": False, "content": {
+        "application/json": {"schema": {"oneOf": [lead, {"type": "array", "items": lead, "maxItems": MAX_BATCH}]},
+                             "example": example},
+        "application/x-www-form-urlencoded": {"schema": form, "example": {"Name": "Анна", "Phone": "+79123456789"}},
+        "multipart/form-data": {"schema": form}}}
 
 
 def _header_docs() -> list[dict[str, Any]]:
     return [
         {"name": "X-Dialer-Token", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "The shared secret (intake.token); or send 'Authorization: Bearer <token>'"},
+        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "The token in the URL, for site builders that only take a URL (only when "
+                        "intake.query_token is on)"},
         {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "A retry with the same key answers the first call's outcome, storing nothing new"},
     ]

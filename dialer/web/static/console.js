@@ -41,8 +41,8 @@
 
   function errorText(answer) {
     if (answer.status === 401) { return "Сеанс завершён: войдите снова."; }
-    if (answer.data && answer.data.error) { return answer.data.error; }
-    if (answer.data && answer.data.detail) { return JSON.stringify(answer.data.detail); }
+    if (answer.data && answer.data.message) { return answer.data.message; }  // Russian; `error` is for logs
+    if (answer.data && answer.data.error) { return "ошибка " + answer.status; }
     return "ошибка " + answer.status;
   }
 
