@@ -564,6 +564,8 @@ def _render_import(report) -> None:
 crm_app = typer.Typer(help="Outcomes to the CRM: send the outbox, list dead letters, resend them.",
                       no_args_is_help=True)
 app.add_typer(crm_app, name="crm")
+from dialer.crm.connector_cli import app as connector_app   # crm connectors (issue 20)
+app.add_typer(connector_app, name="connector")
 
 
 

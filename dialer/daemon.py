@@ -142,6 +142,7 @@ class Daemon:
             if self.db.is_postgres:
                 tasks["listen"] = asyncio.create_task(self._listen_for_leads(), name="listen")
             tasks.update(self._start_feeds())
+            tasks.update(self._start_connector())   # crm connectors (issue 20)
             sender = self._start_sender()
             if sender is not None:
                 tasks["crm"] = sender
@@ -684,11 +685,26 @@ class Daemon:
             tasks[f"feed:{feed.name}"] = asyncio.create_task(poller.run(self._stopping), name=f"feed:{feed.name}")
         return tasks
 
+    def _start_connector(self) -> dict[str, asyncio.Task]:
+        # crm connectors (issue 20): the chosen CRM's leads, polled like a feed
+        from dialer.crm.connectors import chosen, lead_source
+        from leads.sources.feed import FeedPoller
+        if chosen(self.settings) is None:
+            return {}
+
+        async def poll() -> None:
+            async with httpx.AsyncClient() as client:
+                feed, source = lead_source(self.settings, client)
+                await FeedPoller(feed, source, self.intake, self.db, self.clock).run(self._stopping)
+        return {"connector": asyncio.create_task(poll(), name="connector")}
+
     def _start_sender(self) -> asyncio.Task | None:
-        if not self.settings.crm.webhook_url:
+        from dialer.crm.connectors import sink_factory
+        factory = sink_factory(self.settings)   # crm connectors (issue 20)
+        if not self.settings.crm.webhook_url and factory is None:
             return None
         from dialer.crm.sender import OutboxSender
-        self._sender = OutboxSender(self.db, self.settings.crm, self.clock, random.Random())
+        self._sender = OutboxSender(self.db, self.settings.crm, self.clock, random.Random(), sink_factory=factory)
         return asyncio.create_task(self._sender.run(self._stopping), name="crm")
 
 
@@ -700,6 +716,9 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
                       AsteriskSwitchboard(daemon.board, daemon.ami, daemon.settings.dial.queue),
                       stopping=daemon._stopping)
     routers = [console.router]
+    if daemon.settings.bitrix24.webhook_url:   # crm connectors (issue 20): Bitrix24's outgoing webhook
+        from dialer.crm.bitrix24.events import events_router
+        routers.append(events_router(daemon.settings.bitrix24, daemon.intake, daemon.clock))
     try:
         from dialer.web.dispositions import dispositions_router
     except ImportError:

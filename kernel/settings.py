@@ -192,6 +192,38 @@ class CrmSettings:
                                   between(0.01, 3600))
 
 
+# crm connectors (issue 20): Bitrix24 and RetailCRM, each a source of leads and a sink of outcomes
+@dataclass(frozen=True)
+class RetailCrmSettings:
+    url: str = setting("", "Address of the RetailCRM account, e.g. https://myshop.retailcrm.ru (empty: off)",
+                       http_url_or_empty)
+    api_key: str = setting("", "RetailCRM API key (Settings > Integration > API access keys)", secret=True)
+    sites: str = setting("", "Store codes to take orders from, comma-separated (empty: every store)")
+    statuses: str = setting("new", "Order status codes to confirm by phone, comma-separated", not_empty)
+    status_map: dict = setting(default_factory=dict, help="Our disposition (or call result) -> RetailCRM "
+                                                          "status code; unmapped ones only add a comment")
+    sum_field: str = setting("", "Custom order field that gets the sum the operator confirmed (empty: none)")
+    interval_seconds: float = setting(60.0, "Seconds between two looks at new orders", between(0.05, 86400))
+    timeout_seconds: float = setting(10.0, "HTTP timeout of one API call", between(0.1, 600))
+
+
+@dataclass(frozen=True)
+class Bitrix24Settings:
+    webhook_url: str = setting("", "Inbound webhook URL, e.g. https://myshop.bitrix24.ru/rest/1/abc123/ "
+                                   "(empty: off)", http_url_or_empty, secret=True)
+    application_token: str = setting("", "application_token of the outgoing webhook (ONCRMLEADADD)",
+                                     secret=True)
+    lead_statuses: str = setting("NEW", "Lead STATUS_ID values to call, comma-separated", not_empty)
+    order_field: str = setting("", "Lead field holding the order number, e.g. UF_CRM_ORDER (empty: none)")
+    status_map: dict = setting(default_factory=dict, help="Our disposition (or call result) -> Bitrix24 "
+                                                          "STATUS_ID; unmapped ones only add a comment")
+    register_calls: bool = setting(True, "Register each call as telephony activity (telephony scope)")
+    user_id: int = setting(1, "Bitrix24 user the registered calls belong to", between(1, 10**9))
+    interval_seconds: float = setting(60.0, "Seconds between two catch-up reads of crm.lead.list",
+                                      between(0.05, 86400))
+    timeout_seconds: float = setting(10.0, "HTTP timeout of one API call", between(0.1, 600))
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     at: str = setting("02:00", "Time of the nightly export", clock_time)
@@ -298,6 +330,8 @@ class Settings:
     zones: ZonesSettings = setting(default_factory=ZonesSettings)         # numbering plan (issue 12)
     chains: ChainsSettings = setting(default_factory=ChainsSettings)      # touch chains (issue 19)
     ledger: LedgerSettings = setting(default_factory=LedgerSettings)      # caller-ID pool (issue 19)
+    retailcrm: RetailCrmSettings = setting(default_factory=RetailCrmSettings)   # crm connectors (issue 20)
+    bitrix24: Bitrix24Settings = setting(default_factory=Bitrix24Settings)      # crm connectors (issue 20)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -307,6 +341,7 @@ SECTIONS: dict[str, type] = {
     "scripts": ScriptsSettings, "console": ConsoleSettings,
     "zones": ZonesSettings,
     "chains": ChainsSettings, "ledger": LedgerSettings,   # touch chains, caller-ID pool (issue 19)
+    "retailcrm": RetailCrmSettings, "bitrix24": Bitrix24Settings,   # crm connectors (issue 20)
 }
 
 

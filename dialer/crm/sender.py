@@ -14,7 +14,7 @@ import random
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
@@ -102,22 +102,30 @@ class HttpCrm:
             raise DeliveryFailed(f"HTTP {response.status_code}: {response.text[:300]}")
 
 
+class OutcomeSink(Protocol):
+    """Where outcomes go: HttpCrm (the generic push) or a CRM connector (dialer/crm/<crm>/)."""
+
+    async def deliver(self, key: str, payload: Mapping[str, Any]) -> None: ...
+
+
 class OutboxSender:
     def __init__(self, db: Database, settings: CrmSettings, clock: Clock, rng: random.Random | None = None, *,
-                 batch_size: int = 200) -> None:
+                 batch_size: int = 200,
+                 sink_factory: Callable[[httpx.AsyncClient], OutcomeSink] | None = None) -> None:
         check_field_map(settings.field_map)
         self.db = db
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
         self.batch_size = batch_size
-        self._crm: HttpCrm | None = None
+        self.sink_factory = sink_factory
+        self._crm: OutcomeSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
 
     @property
     def enabled(self) -> bool:
-        return bool(self.settings.webhook_url)
+        return bool(self.settings.webhook_url) or self.sink_factory is not None
 
     # ------------------------------------------------------------ one pass
 
@@ -130,7 +138,7 @@ class OutboxSender:
         async with self._connected() as crm:
             return await self._drain(crm, now)
 
-    async def _drain(self, crm: HttpCrm, now: datetime) -> SendCounts:
+    async def _drain(self, crm: OutcomeSink, now: datetime) -> SendCounts:
         total = SendCounts()
         tried: set[int] = set()
         gate = asyncio.Semaphore(self.settings.concurrency)
@@ -233,7 +241,7 @@ class OutboxSender:
             self._wakeup.clear()
 
     @asynccontextmanager
-    async def _connected(self) -> AsyncIterator[HttpCrm]:
+    async def _connected(self) -> AsyncIterator[OutcomeSink]:
         """The HTTP client: reused for the loop's lifetime, or opened for one pass."""
         if self._crm is not None:
             yield self._crm
@@ -242,7 +250,7 @@ class OutboxSender:
                               max_keepalive_connections=self.settings.concurrency)
         async with httpx.AsyncClient(timeout=self.settings.timeout_seconds, limits=limits,
                                      follow_redirects=False) as client:
-            self._crm = HttpCrm(client, self.settings)
+            self._crm = self.sink_factory(client) if self.sink_factory else HttpCrm(client, self.settings)
             try:
                 yield self._crm
             finally:
