@@ -683,7 +683,9 @@ class Daemon:
         if not self.settings.crm.webhook_url:
             return None
         from dialer.crm.sender import OutboxSender
-        self._sender = OutboxSender(self.db, self.settings.crm, self.clock, random.Random())
+        from dialer.recordings.links import public_base
+        self._sender = OutboxSender(self.db, self.settings.crm, self.clock, random.Random(),
+                                    recording_base=public_base(self.settings))
         return asyncio.create_task(self._sender.run(self._stopping), name="crm")
 
 
