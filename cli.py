@@ -891,6 +891,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(operators_app, name="operators")
 from dialer.zones.cli import app as zones_app  # noqa: E402
 app.add_typer(zones_app, name="zones")
+from dialer.recordings.cli import app as recordings_app  # noqa: E402
+app.add_typer(recordings_app, name="recordings")
 
 
 def _center_time(value: Any, zone: str) -> Any:

@@ -664,8 +664,10 @@ class Daemon:
     def _start_scheduler(self):
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
         from dialer.crm.export import catch_up_missed_export, schedule_nightly_export
+        from dialer.recordings.files import schedule_retention
         scheduler = AsyncIOScheduler(timezone=self.center_zone)
         schedule_nightly_export(scheduler, self.db, self.settings, self.clock)
+        schedule_retention(scheduler, self.settings, self.clock)   # recordings (issue 14)
         scheduler.start()
         asyncio.get_running_loop().run_in_executor(None, _quietly, catch_up_missed_export, self.db, self.settings,
                                                    self.clock)

@@ -13,6 +13,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
+from sqlalchemy import select
+
+from kernel.db.engine import Database
+from kernel.db.models import CallAttempt
+from kernel.errors import NotFound
+
 log = logging.getLogger("dialer.recordings")
 
 REF_PATTERN = re.compile(r"^[0-9]{1,18}\.wav$")
@@ -78,3 +84,27 @@ def prune(directory: str | Path, now: datetime, retention_days: int, *, dry_run:
                      item.modified_at.isoformat(), item.size, retention_days)
         deleted.append(item)
     return deleted
+
+
+def stored_recording(db: Database, attempt_id: int) -> str | None:
+    """The attempt's recording reference; NotFound for an unknown attempt."""
+    with db.read() as session:
+        row = session.execute(select(CallAttempt.recording_ref).where(CallAttempt.id == attempt_id)).first()
+    if row is None:
+        raise NotFound(f"no call attempt with id {attempt_id}")
+    return row.recording_ref
+
+
+def schedule_retention(scheduler, settings, clock):
+    """The daemon's nightly pruning (APScheduler 3), at the nightly export's time; None when recordings are
+    kept forever (recordings.retention_days = 0)."""
+    days = settings.recordings.retention_days
+    if days <= 0:
+        return None
+    from apscheduler.triggers.cron import CronTrigger
+    from dialer.crm.export import export_zone, nightly_time
+    hour, minute = nightly_time(settings)
+    trigger = CronTrigger(hour=hour, minute=minute, timezone=export_zone(settings))
+    return scheduler.add_job(lambda: prune(settings.recordings.directory, clock.now(), days), trigger,
+                             id="recordings-retention", name="recordings retention", replace_existing=True,
+                             coalesce=True, max_instances=1, misfire_grace_time=3600)
