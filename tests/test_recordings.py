@@ -117,7 +117,7 @@ def test_given_the_cli_when_pruning_then_it_lists_what_it_deleted(tmp_path):
     for name, age_days in (("20.wav", 8), ("21.wav", 2)):
         (folder / name).write_bytes(b"RIFF")
         os.utime(folder / name, (wall - age_days * 86400,) * 2)
-    env = {"DIALER_DB_URL": f"sqlite:///{tmp_path / 'd.db'}", "DIALER_RECORDINGS__DIRECTORY": str(folder)}
+    env = {"DIALER_DB_URL": f"sqlite:///{tmp_path / 'd.db'}", "DIALER_RECORDINGS_DIRECTORY": str(folder)}
     runner = CliRunner()
     kept = runner.invoke(app, ["recordings", "prune"], env=env)
     assert kept.exit_code == 0, kept.output
