@@ -156,7 +156,7 @@ def recorded_call(sqlite_db, tmp_path):
     with CrmStub() as stub, DaemonThread(db, customers=CUSTOMERS, pbx_config={"recordings_dir": str(folder)},
                                          **{"recordings.directory": str(folder), "recordings.public_url": PUBLIC,
                                             "crm.webhook_url": stub.url, "crm.poll_seconds": 0.2,
-                                            "dial.wrapup_limit_seconds": 1.0,
+                                            "dial.wrapup_limit_seconds": 5.0,
                                             "export.directory": str(tmp_path / "exports")}) as daemon:
         answered = daemon.post_lead({"phone": "+79127000001", "name": "Иван Петров", "order_number": "R-1"})
         busy = daemon.post_lead({"phone": "+79137000002", "name": "Ольга", "order_number": "R-2"})
