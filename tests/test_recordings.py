@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -201,7 +202,7 @@ def test_given_a_connected_call_then_its_recording_is_stored_linked_and_served_w
     anonymous = httpx.get(daemon.url + path, timeout=30)
     assert anonymous.status_code == 401 and "sign in" in anonymous.json()["error"]
 
-    with sign_in(daemon.url, "teamlead", TEAMLEAD_PASSWORD) as lead:
+    with contextlib.closing(sign_in(daemon.url, "teamlead", TEAMLEAD_PASSWORD)) as lead:
         whole = lead.get(path)
         assert whole.status_code == 200 and whole.content == data
         assert whole.headers["content-type"] == "audio/wav" and whole.headers["accept-ranges"] == "bytes"
@@ -221,9 +222,9 @@ def test_given_a_connected_call_then_its_recording_is_stored_linked_and_served_w
         assert garbage.status_code == 422
 
         # the operator of the call hears it; another operator does not
-        with sign_in(daemon.url, "PJSIP/op1", OPERATOR_PASSWORD) as own:
+        with contextlib.closing(sign_in(daemon.url, "PJSIP/op1", OPERATOR_PASSWORD)) as own:
             assert own.get(path, headers={"Range": "bytes=0-43"}).content == data[:44]
-        with sign_in(daemon.url, "PJSIP/op9", OPERATOR_PASSWORD) as stranger:
+        with contextlib.closing(sign_in(daemon.url, "PJSIP/op9", OPERATOR_PASSWORD)) as stranger:
             refused = stranger.get(path)
             assert refused.status_code == 403 and "another operator" in refused.json()["error"]
 
