@@ -611,7 +611,8 @@ def _sender(s: AppState):
     from dialer.crm.sender import OutboxSender
     if not s.settings.crm.webhook_url:
         raise UsageError("crm.webhook_url is not set (DIALER_CRM_WEBHOOK_URL): there is no CRM to send to")
-    return OutboxSender(_ready_store(s), s.settings.crm, clock)
+    from dialer.recordings.links import public_base
+    return OutboxSender(_ready_store(s), s.settings.crm, clock, recording_base=public_base(s.settings))
 
 
 def _send_once(sender) -> dict[str, int]:
@@ -907,6 +908,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(operators_app, name="operators")
 from dialer.zones.cli import app as zones_app  # noqa: E402
 app.add_typer(zones_app, name="zones")
+from dialer.recordings.cli import app as recordings_app  # noqa: E402
+app.add_typer(recordings_app, name="recordings")
 
 
 def _center_time(value: Any, zone: str) -> Any:
@@ -1119,7 +1122,10 @@ def pbx_sim(ctx: typer.Context,
                                                                         "env DIALER_AMI_SECRET]"),
             cdr: Optional[Path] = typer.Option(None, "--cdr", help="Append each call's CDR to this CSV file, as "
                                                                    "Asterisk's cdr_custom does [default: "
-                                                                   "ami.cdr_csv_path]")) -> None:
+                                                                   "ami.cdr_csv_path]"),
+            recordings: Optional[Path] = typer.Option(None, "--recordings", help="Write a short WAV "
+                                                      "<attempt id>.wav per connected call into this folder, as "
+                                                      "MixMonitor does (e.g. recordings.directory)")) -> None:
     """Run a simulated Asterisk (AMI over TCP) with customers and operators, until Ctrl-C."""
     import asyncio
     from dialer.logs import setup_logging
@@ -1135,7 +1141,8 @@ def pbx_sim(ctx: typer.Context,
              else numbered_operators(operators, talk=talk, wrapup=wrapup))
     book = customers_from_file(customers) if customers else None
     config = PbxConfig(users=(user,), queue=settings.dial.queue, queue_wait=queue_wait, speed=speed, seed=seed,
-                       cdr_path=str(cdr) if cdr else (settings.ami.cdr_csv_path or None))
+                       cdr_path=str(cdr) if cdr else (settings.ami.cdr_csv_path or None),
+                       recordings_dir=str(recordings) if recordings else None)
     pbx = SimulatedPbx(config, customers=book, operators=specs)
     setup_logging(settings.log_level)
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from dialer.calls.tracker import AttemptUpdate, KnownFacts
 from dialer.crm.outbox import enqueue_outcome
+from dialer.recordings.files import recording_ref
 from kernel.db.engine import Database
 from kernel.db.models import AttemptEvent, CallAttempt, Disposition, Lead, Operator
 from leads.attempt import AttemptState, CallResult
@@ -136,6 +137,8 @@ def _store_one(session: Session, item: AttemptUpdate, operators: dict[str, int],
     connected = result is CallResult.CONNECTED
     if connected:
         attempt.wrapup_until = item.at + wrapup
+        # recordings (issue 14): MixMonitor(<ATTEMPT_ID>.wav,b) records only while bridged to an operator
+        attempt.recording_ref = attempt.recording_ref or recording_ref(attempt.id)
     enqueue_outcome(session, attempt, lead, None, now)
     log.info("attempt.ended attempt_id=%s lead_id=%s result=%s lead_status=%s next_attempt_at=%s",
              attempt.id, attempt.lead_id, recorded.result, recorded.lead_status, recorded.next_attempt_at)

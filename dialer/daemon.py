@@ -670,8 +670,10 @@ class Daemon:
     def _start_scheduler(self):
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
         from dialer.crm.export import catch_up_missed_export, schedule_nightly_export
+        from dialer.recordings.files import schedule_retention
         scheduler = AsyncIOScheduler(timezone=self.center_zone)
         schedule_nightly_export(scheduler, self.db, self.settings, self.clock)
+        schedule_retention(scheduler, self.settings, self.clock)   # recordings (issue 14)
         scheduler.start()
         asyncio.get_running_loop().run_in_executor(None, _quietly, catch_up_missed_export, self.db, self.settings,
                                                    self.clock)
@@ -704,7 +706,9 @@ class Daemon:
         if not self.settings.crm.webhook_url and factory is None:
             return None
         from dialer.crm.sender import OutboxSender
-        self._sender = OutboxSender(self.db, self.settings.crm, self.clock, random.Random(), sink_factory=factory)
+        from dialer.recordings.links import public_base
+        self._sender = OutboxSender(self.db, self.settings.crm, self.clock, random.Random(), sink_factory=factory,
+                                    recording_base=public_base(self.settings))
         return asyncio.create_task(self._sender.run(self._stopping), name="crm")
 
 

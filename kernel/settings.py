@@ -311,6 +311,18 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True)
+class RecordingsSettings:
+    # recordings (issue 14): MixMonitor's files, their links and how long they are kept
+    directory: str = setting("recordings", "Folder the PBX writes call recordings to (<attempt id>.wav; Asterisk: "
+                                           "/var/spool/asterisk/monitor)", not_empty)
+    public_url: str = setting("", "Console address the CRM and the nightly file link recordings to, e.g. "
+                                  "https://dialer.example.ru (empty: http://<http.host>:<http.port>)",
+                              http_url_or_empty)
+    retention_days: int = setting(0, "Recordings older than this many days are deleted by `dialer recordings "
+                                     "prune` and the daemon's nightly run (0: kept forever)", between(0, 36500))
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -332,6 +344,7 @@ class Settings:
     ledger: LedgerSettings = setting(default_factory=LedgerSettings)      # caller-ID pool (issue 19)
     retailcrm: RetailCrmSettings = setting(default_factory=RetailCrmSettings)   # crm connectors (issue 20)
     bitrix24: Bitrix24Settings = setting(default_factory=Bitrix24Settings)      # crm connectors (issue 20)
+    recordings: RecordingsSettings = setting(default_factory=RecordingsSettings)   # recordings (issue 14)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -342,6 +355,7 @@ SECTIONS: dict[str, type] = {
     "zones": ZonesSettings,
     "chains": ChainsSettings, "ledger": LedgerSettings,   # touch chains, caller-ID pool (issue 19)
     "retailcrm": RetailCrmSettings, "bitrix24": Bitrix24Settings,   # crm connectors (issue 20)
+    "recordings": RecordingsSettings,
 }
 
 

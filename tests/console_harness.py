@@ -41,11 +41,13 @@ class DaemonThread:
     """The simulated PBX and the real Daemon, running on an event loop in a thread of their own."""
 
     def __init__(self, db: Database, *, operators: list[OperatorSpec] = OPERATORS,
-                 customers: list[dict[str, Any]] = CUSTOMERS, speed: float = SPEED, **overrides: Any) -> None:
+                 customers: list[dict[str, Any]] = CUSTOMERS, speed: float = SPEED,
+                 pbx_config: dict[str, Any] | None = None, **overrides: Any) -> None:
         self.db = db
         self.operators = operators
         self.customers = customers
         self.speed = speed
+        self.pbx_config = pbx_config or {}
         self.overrides = {"console.teamlead_password": TEAMLEAD_PASSWORD, "console.secret": "x" * 32,
                           "dial.wrapup_limit_seconds": 600.0, **overrides}
         self.loop = asyncio.new_event_loop()
@@ -68,7 +70,7 @@ class DaemonThread:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     async def _start(self) -> None:
-        self.pbx = make_pbx(self.customers, self.operators, speed=self.speed)
+        self.pbx = make_pbx(self.customers, self.operators, speed=self.speed, **self.pbx_config)
         port = await self.pbx.start()
         settings = daemon_settings(str(self.db.engine.url.render_as_string(hide_password=False)), port,
                                    **self.overrides)

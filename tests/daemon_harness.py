@@ -42,11 +42,12 @@ def daemon_settings(db_url: str, ami_port: int, **overrides: Any) -> Settings:
 
 
 def make_pbx(rules: list[dict[str, Any]], operators: Iterable[OperatorSpec] | None = None,
-             speed: float = SPEED, clock: Clock | None = None) -> SimulatedPbx:
+             speed: float = SPEED, clock: Clock | None = None, **config: Any) -> SimulatedPbx:
     ops = list(operators) if operators is not None else [
         OperatorSpec("PJSIP/op1", "Анна", talk=5, wrapup=0.5, ring=0.5),
         OperatorSpec("PJSIP/op2", "Иван", talk=5, wrapup=0.5, ring=0.5)]
-    return SimulatedPbx(PbxConfig(speed=speed, seed=1, auth_failure_delay=0.05), CustomerBook.from_rules(rules),
+    return SimulatedPbx(PbxConfig(speed=speed, seed=1, auth_failure_delay=0.05, **config),
+                        CustomerBook.from_rules(rules),
                         ops, clock=clock)
 
 

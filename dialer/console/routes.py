@@ -8,6 +8,7 @@
     GET  /console/api/calls/{id}     one of my calls as a card (JSON with the HTML fragment)
     POST /console/api/gaps           {"attempt_id", "script_id", "version", "question"}: the script did not cover it
     GET  /console/teamlead           the team-lead page; /console/teamlead/live: its tables, refreshed by the page
+    GET  /console/recordings/{id}    a call's recording (audio/wav with HTTP Range): team leads; operators their own
     GET  /console/static/{file}      CSS and JavaScript
 
 Without a valid session a page answers 303 to the sign-in page, an API call 401 (JSON `{"error"}`);
@@ -44,6 +45,7 @@ from dialer.console.cards import ScriptBook, call_owner, load_call_card, open_ca
 from dialer.console.hub import ConsoleHub, ScreenPop
 from dialer.console.switchboard import STATE_WORDS, PauseRefused, PbxUnavailable, Switchboard
 from dialer.console.teamlead import load_view
+from dialer.recordings.files import recording_path, stored_recording
 from kernel.db.engine import Database
 from kernel.errors import NotFound, UsageError
 from kernel.settings import Settings
@@ -151,6 +153,9 @@ class Console:
                              summary="The team lead's page: queue head, operators, calls, SLA risks")
         router.add_api_route("/teamlead/live", self.teamlead_live, methods=["GET"], response_class=HTMLResponse,
                              summary="The team lead's tables (HTML fragment the page refreshes)")
+        router.add_api_route("/recordings/{attempt_id}", self.recording, methods=["GET"],
+                             summary="A call's recording (audio/wav, HTTP Range): team leads, and the operator "
+                                     "for their own calls")
         router.add_api_route("/static/{name}", self.static, methods=["GET"], include_in_schema=False)
         return router
 
@@ -331,6 +336,32 @@ class Console:
             operator_id, interface = await asyncio.to_thread(call_owner, self.db, attempt_id)
         if not owns_call(operator_id, interface, identity.operator_id, identity.interface):
             raise ApiRefusal(403, f"call attempt {attempt_id} was taken by another operator")
+
+    # --- recordings (issue 14)
+
+    async def recording(self, request: Request, attempt_id: int) -> Response:
+        try:
+            identity = await self._identity(request)
+            if identity is None:
+                raise ApiRefusal(401, "not signed in: sign in at /console/login")
+            if identity.role is not Role.TEAMLEAD:
+                await self._own_call(identity, attempt_id)
+            with _refusing((NotFound, 404)):
+                ref = await asyncio.to_thread(stored_recording, self.db, attempt_id)
+            path = recording_path(self.settings.recordings.directory, ref)
+            if path is None:
+                raise ApiRefusal(404, f"call attempt {attempt_id} has no recording (it never reached an operator)")
+            if not await asyncio.to_thread(path.is_file):
+                log.warning("console.recording_missing attempt_id=%s file=%s", attempt_id, path)
+                raise ApiRefusal(404, f"the recording of call attempt {attempt_id} ({ref}) is not on disk: "
+                                      "deleted by retention or not written by the PBX")
+        except ApiRefusal as refusal:
+            return refusal.response()
+        log.info("console.recording_served attempt_id=%s by=%s range=%s", attempt_id, identity.subject,
+                 request.headers.get("range", "-"))
+        # Starlette's FileResponse answers Range with 206 and Content-Range (416 for a range past the end)
+        return FileResponse(path, media_type="audio/wav", filename=f"call-{attempt_id}.wav",
+                            content_disposition_type="inline", headers={"Cache-Control": "private, no-store"})
 
     # --- the team lead
 

@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterator, TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, select, update
+
+from dialer.recordings.links import public_base, with_recording_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -226,8 +228,9 @@ def _write_rows(db: Database, query, fmt: str, stream: TextIO, settings: Setting
     else:
         writer = JsonlOutcomes(stream)
     count = 0
+    base = public_base(settings)
     for outcome_id, payload in _stream(db, query):
-        writer.write(outcome_id, payload)
+        writer.write(outcome_id, with_recording_url(payload, base))
         count += 1
     return count
 

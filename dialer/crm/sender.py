@@ -25,6 +25,7 @@ from kernel.errors import DialerError, SettingsError
 from kernel.settings import CrmSettings
 from dialer.crm.outbox import (OUTCOME_FIELDS, Delivery, OutboxStatus, claim_due, mark_failed, mark_sent,
                                next_due_at)
+from dialer.recordings.links import with_recording_url
 
 log = logging.getLogger("dialer.crm.sender")
 
@@ -111,8 +112,10 @@ class OutcomeSink(Protocol):
 class OutboxSender:
     def __init__(self, db: Database, settings: CrmSettings, clock: Clock, rng: random.Random | None = None, *,
                  batch_size: int = 200,
-                 sink_factory: Callable[[httpx.AsyncClient], OutcomeSink] | None = None) -> None:
+                 sink_factory: Callable[[httpx.AsyncClient], OutcomeSink] | None = None,
+                 recording_base: str = "") -> None:
         check_field_map(settings.field_map)
+        self.recording_base = recording_base   # recordings (issue 14): `recording` sent as a console URL
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -152,7 +155,8 @@ class OutboxSender:
             async def attempt(delivery: Delivery) -> tuple[Delivery, str | None]:
                 async with gate:
                     try:
-                        await crm.deliver(delivery.key, delivery.payload)
+                        await crm.deliver(delivery.key, with_recording_url(delivery.payload, self.recording_base)
+                                          if self.recording_base else delivery.payload)
                     except DeliveryFailed as exc:
                         return delivery, str(exc)
                     return delivery, None

@@ -63,3 +63,8 @@ class CdrWriter:
             return
         with open(self.path, "a", encoding="utf-8", newline="") as handle:
             handle.write("".join(format_row(row) for row in rows))
+
+
+def call_attempt_id(call) -> str:
+    """The ATTEMPT_ID channel variable the dialer set on the Originate ('' when none)."""
+    return dict((k.lstrip("_"), v) for k, v in call.request.variables).get("ATTEMPT_ID", "")

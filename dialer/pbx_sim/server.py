@@ -24,6 +24,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from kernel.clock import Clock, ScaledClock, SystemClock
@@ -77,6 +78,7 @@ class PbxConfig:
     response_delay: float = 0.0         # wall-clock seconds before each action is answered (a slow PBX)
     max_pending_messages: int = 100_000  # a client that falls this far behind is disconnected
     cdr_path: str | None = None         # cdr_custom's CSV file (asterisk_conf/cdr_custom.conf); None: no CDR
+    recordings_dir: str | None = None   # MixMonitor's folder: <ATTEMPT_ID>.wav per connected call; None: none
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -581,6 +583,10 @@ class SimulatedPbx:
             self._write_cdr(call)
         except Exception:
             log.exception("pbx-sim: writing the CDR of call %s failed", call.l1.uniqueid if call.l1 else "-")
+        try:
+            self._write_recording(call)
+        except Exception:
+            log.exception("pbx-sim: writing the recording of call %s failed", call.l1.uniqueid if call.l1 else "-")
         if not task.cancelled() and task.exception() is not None:
             log.error("pbx-sim: call %s failed inside the simulator", call.l1.uniqueid, exc_info=task.exception())
             call.result = CallResult.FAILED
@@ -604,10 +610,22 @@ class SimulatedPbx:
         record = call.record() if call.result is not None else None
         if record is None:
             return
-        account = call.request.account or dict((k.lstrip("_"), v) for k, v in call.request.variables).get(
-            "ATTEMPT_ID", "")
+        from dialer.pbx_sim.cdr import call_attempt_id
+        account = call.request.account or call_attempt_id(call)
         CdrWriter(self.config.cdr_path).write(cdr_rows(record, account=account, channel=call.request.channel,
                                                        context=call.request.context, trunk=self.config.trunk))
+
+    def _write_recording(self, call: Call) -> None:
+        """MixMonitor(<ATTEMPT_ID>.wav,b): a file when the customer was bridged to an operator."""
+        if not self.config.recordings_dir or call.connected_at is None:
+            return
+        from dialer.pbx_sim.cdr import call_attempt_id
+        from dialer.recordings.wav import write_call_wav
+        name = call_attempt_id(call) or (call.l1.uniqueid if call.l1 else "")
+        if not name:
+            return
+        talk = ((call.ended_at or self.now()) - call.connected_at).total_seconds()
+        write_call_wav(Path(self.config.recordings_dir) / f"{name}.wav", talk)
 
     def _count(self, result: CallResult) -> None:
         self._results[result.value] = self._results.get(result.value, 0) + 1
