@@ -207,6 +207,13 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class ReportsSettings:
+    # reports (issue 13): the topics an operator may give a conversation result
+    topics: str = setting("доставка, цена, качество, оплата, гарантия, другое",
+                          "Topics a disposition may carry (comma-separated; empty: any topic refused)")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -223,6 +230,7 @@ class Settings:
     alerts: AlertSettings = setting(default_factory=AlertSettings)
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
+    reports: ReportsSettings = setting(default_factory=ReportsSettings)   # reports (issue 13)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -230,6 +238,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
+    "reports": ReportsSettings,   # reports (issue 13)
 }
 
 
