@@ -170,3 +170,15 @@ def test_bad_breakdown_and_period_refused():
         Period.days(date(2026, 11, 24), date(2026, 11, 23), "Europe/Moscow")
     with pytest.raises(UsageError, match="not a date"):
         Period.parse("вчера", None, now=utc(2026, 11, 24), zone="Europe/Moscow")
+
+
+def test_glossary_in_readme_and_help_uses_the_same_words():
+    from pathlib import Path
+    from typer.testing import CliRunner
+    from dialer.reports.cli import app
+    from dialer.reports.kpi import GLOSSARY
+    readme = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text(encoding="utf-8")
+    shown = " ".join(CliRunner().invoke(app, ["--help"], terminal_width=200).output.split())
+    for text in GLOSSARY.values():
+        assert f"- {text}\n" in readme
+        assert " ".join(text.split()) in shown
