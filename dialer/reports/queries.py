@@ -113,6 +113,8 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
         return rows[k]
 
     with engine.connect() as conn:
+        if sql.postgres:   # the percentile sort and the GROUP BYs stay in memory (this transaction only)
+            conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
         if all(d in LEAD_DIMENSIONS for d in dims):
             for rec in conn.execute(_lead_query(sql, dims)).mappings():
                 row = row_for(rec)
