@@ -170,6 +170,8 @@ def test_bad_breakdown_and_period_refused():
         Period.days(date(2026, 11, 24), date(2026, 11, 23), "Europe/Moscow")
     with pytest.raises(UsageError, match="not a date"):
         Period.parse("вчера", None, now=utc(2026, 11, 24), zone="Europe/Moscow")
+    with pytest.raises(UsageError, match="not a date"):
+        Period.parse(None, "9999-12-31", now=utc(2026, 11, 24), zone="Europe/Moscow")
 
 
 def test_glossary_in_readme_and_help_uses_the_same_words():
@@ -182,3 +184,22 @@ def test_glossary_in_readme_and_help_uses_the_same_words():
     for text in GLOSSARY.values():
         assert f"- {text}\n" in readme
         assert " ".join(text.split()) in shown
+
+
+from hypothesis import given, settings as hsettings, strategies as st   # noqa: E402
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(by=st.text(max_size=40), start=st.one_of(st.none(), st.text(max_size=30)),
+       end=st.one_of(st.none(), st.text(max_size=30)))
+def test_any_breakdown_or_period_text_is_taken_or_refused_with_a_reason(by, start, end):
+    try:
+        dims = parse_by(by)
+        assert all(d in ("day", "hour", "weekday", "source", "product", "operator", "group", "attempt") for d in dims)
+    except UsageError as exc:
+        assert "unknown breakdown" in str(exc)
+    try:
+        period = Period.parse(start, end, now=utc(2026, 11, 24, 12), zone="Europe/Moscow")
+        assert period.start < period.end
+    except UsageError as exc:
+        assert str(exc)

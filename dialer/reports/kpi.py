@@ -109,7 +109,7 @@ def _moment(text: str, tz: ZoneInfo, flag: str, end_of_day: bool = False) -> dat
             day = date.fromisoformat(raw)
             return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), tz)
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise UsageError(f"{flag} {text!r} is not a date or time; use 2026-11-23 or 2026-11-23T10:00") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
