@@ -32,6 +32,8 @@ leads_app = typer.Typer(help="Leads: list, show, import from CSV.", no_args_is_h
 dnc_app = typer.Typer(help="The do-not-call list.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
 app.add_typer(dnc_app, name="dnc")
+from dialer.reports.cli import app as report_app  # noqa: E402  reports (issue 13)
+app.add_typer(report_app, name="report")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -591,6 +593,8 @@ def dispose(ctx: typer.Context,
                                                                 "is the customer's local time if known, else "
                                                                 "the center's"),
             comment: Optional[str] = typer.Option(None, "--comment", help="Free comment"),
+            topic: Optional[str] = typer.Option(None, "--topic", help="Topic of the conversation, one of "
+                                                                      "reports.topics"),
             field_: list[str] = typer.Option([], "--field", help="Custom field NAME=VALUE (repeatable)"),
             by: Optional[str] = typer.Option(None, "--by", help="Who records it [default: your login]"),
             fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json")) -> None:
@@ -600,10 +604,11 @@ def dispose(ctx: typer.Context,
     from leads.disposition import DispositionInput
     s = state(ctx)
     db = _ready_store(s)
-    given = DispositionInput(kind, amount, currency, at, comment, _parse_fields(field_))
+    from leads.disposition import parse_topics
+    given = DispositionInput(kind, amount, currency, at, comment, _parse_fields(field_), topic)
     who = by or getpass.getuser()
     record = record_disposition(db, attempt_id, given, now=clock.now(), center_zone=s.settings.center_timezone,
-                                recorded_by=f"cli:{who}")
+                                recorded_by=f"cli:{who}", topics=parse_topics(s.settings.reports.topics))
     render_record(record.as_dict(), fmt.value, title=f"disposition of call attempt {attempt_id}")
 
 
@@ -1083,12 +1088,25 @@ def operators_set(ctx: typer.Context, operator: str = typer.Argument(..., help="
                                                                               "('' clears them)"),
                   level: Optional[int] = typer.Option(None, "--level", help="New level, 1 to 10"),
                   active: Optional[bool] = typer.Option(None, "--active/--inactive",
-                                                        help="Take calls or not")) -> None:
-    """Change an operator's name, interface, extension, skills, level or active flag."""
+                                                        help="Take calls or not"),
+                  group: Optional[str] = typer.Option(None, "--group", help="Team from now on (or from "
+                                                                            "--group-from); '' : none"),
+                  group_from: Optional[str] = typer.Option(None, "--group-from", help="When the team change "
+                                                           "starts: ISO time, center's zone [default: now]")
+                  ) -> None:
+    """Change an operator's name, interface, extension, skills, level, active flag or team."""
     from leads.operators import parse_skills, update_operator
-    if all(v is None for v in (name, interface, extension, skills, level, active)):
-        raise UsageError("nothing to change: give --name, --interface, --extension, --skills, --level "
-                         "or --active/--inactive")
+    if all(v is None for v in (name, interface, extension, skills, level, active, group)):
+        raise UsageError("nothing to change: give --name, --interface, --extension, --skills, --level, "
+                         "--active/--inactive or --group")
+    if group is not None:   # reports (issue 13): teams over time
+        from dialer.reports.groups import parse_group_from, set_group
+        member = set_group(_ready_store(state(ctx)), operator, group, now=clock.now(), set_by="cli",
+                           valid_from=parse_group_from(group_from, state(ctx).settings.center_timezone))
+        console.print(f"operator {member.operator_id}: group {member.group or '(none)'} from "
+                      f"{member.valid_from.isoformat()}", highlight=False)
+        if all(v is None for v in (name, interface, extension, skills, level, active)):
+            return
     record = update_operator(_ready_store(state(ctx)), operator, name=name, interface=interface,
                              extension=extension, skills=None if skills is None else parse_skills(skills),
                              level=level, active=active)

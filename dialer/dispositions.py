@@ -10,7 +10,7 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -61,7 +61,8 @@ class DispositionRecord:
 
 
 def record_disposition(db: Database, attempt_id: int, given: DispositionInput, *, now: datetime,
-                       center_zone: str, recorded_by: str, operator_id: int | None = None) -> DispositionRecord:
+                       center_zone: str, recorded_by: str, operator_id: int | None = None,
+                       topics: Sequence[str] | None = None) -> DispositionRecord:
     """Record what came of a connected call. operator_id given: the call must be that operator's.
 
     Refused with DispositionRefused (a UsageError: nothing changed) for an unknown kind, a bad amount,
@@ -85,7 +86,7 @@ def record_disposition(db: Database, attempt_id: int, given: DispositionInput, *
                                   f"recorded by {existing.recorded_by} at {existing.created_at:%Y-%m-%d %H:%M:%S %Z}")
         lead = session.get(Lead, attempt.lead_id, with_for_update=True)
         valid = validate(given, now=now, center_zone=center_zone, lead_zone=lead.timezone,
-                         policy=current_policy(session))
+                         policy=current_policy(session), topics=topics)
         return _apply(session, attempt, lead, valid, recorded_by, now)
 
 
@@ -120,7 +121,8 @@ def _apply(session: Session, attempt: CallAttempt, lead: Lead, valid: ValidDispo
     disposition = Disposition(attempt_id=attempt.id, lead_id=lead.id, operator_id=attempt.operator_id,
                               kind=valid.kind.value, amount=valid.amount, currency=valid.currency,
                               callback_at=valid.callback_at, comment=valid.comment,
-                              custom_fields=valid.custom_fields, recorded_by=recorded_by, created_at=now)
+                              custom_fields=valid.custom_fields, topic=valid.topic, recorded_by=recorded_by,
+                              created_at=now)
     session.add(disposition)
     session.flush()
     outcome = enqueue_outcome(session, attempt, lead, disposition, now)

@@ -323,6 +323,13 @@ class RecordingsSettings:
 
 
 @dataclass(frozen=True)
+class ReportsSettings:
+    # reports (issue 13): the topics an operator may give a conversation result
+    topics: str = setting("доставка, цена, качество, оплата, гарантия, другое",
+                          "Topics a disposition may carry (comma-separated; empty: any topic refused)")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -345,6 +352,7 @@ class Settings:
     retailcrm: RetailCrmSettings = setting(default_factory=RetailCrmSettings)   # crm connectors (issue 20)
     bitrix24: Bitrix24Settings = setting(default_factory=Bitrix24Settings)      # crm connectors (issue 20)
     recordings: RecordingsSettings = setting(default_factory=RecordingsSettings)   # recordings (issue 14)
+    reports: ReportsSettings = setting(default_factory=ReportsSettings)   # reports (issue 13)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -356,6 +364,7 @@ SECTIONS: dict[str, type] = {
     "chains": ChainsSettings, "ledger": LedgerSettings,   # touch chains, caller-ID pool (issue 19)
     "retailcrm": RetailCrmSettings, "bitrix24": Bitrix24Settings,   # crm connectors (issue 20)
     "recordings": RecordingsSettings,
+    "reports": ReportsSettings,   # reports (issue 13)
 }
 
 

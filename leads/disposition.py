@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kernel.clock import require_aware
@@ -101,6 +101,7 @@ class DispositionInput:
     callback_at: datetime | str | None = None   # without an offset: the customer's wall clock, if known
     comment: str | None = None
     custom_fields: Mapping[str, Any] | None = None
+    topic: str | None = None                    # reports (issue 13): one of settings.reports.topics
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class ValidDisposition:
     callback_at: datetime | None
     comment: str | None
     custom_fields: dict[str, Any] | None = field(default=None)
+    topic: str | None = None
 
     @property
     def rule(self) -> DispositionRule:
@@ -142,7 +144,7 @@ def parse_kind(kind: str) -> DispositionKind:
 
 
 def validate(given: DispositionInput, *, now: datetime, center_zone: str, lead_zone: str | None = None,
-             policy: Policy = DEFAULTS) -> ValidDisposition:
+             policy: Policy = DEFAULTS, topics: Sequence[str] | None = None) -> ValidDisposition:
     """The disposition as it will be stored, or DispositionRefused saying what is wrong.
 
     A callback time must be in the future and outside the policy's quiet hours in the center's zone
@@ -155,7 +157,27 @@ def validate(given: DispositionInput, *, now: datetime, center_zone: str, lead_z
     callback_at = _callback_time(kind, rule, given.callback_at, now=now, center_zone=center_zone,
                                  lead_zone=lead_zone, policy=policy)
     comment = _comment(given.comment)
-    return ValidDisposition(kind, amount, currency, callback_at, comment, _custom_fields(given.custom_fields))
+    return ValidDisposition(kind, amount, currency, callback_at, comment, _custom_fields(given.custom_fields),
+                            _topic(given.topic, topics))
+
+
+def parse_topics(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'доставка, цена' -> ('доставка', 'цена'): the configured list of conversation topics."""
+    parts = (text or "").split(",") if isinstance(text, str) or text is None else list(text)
+    return tuple(dict.fromkeys(" ".join(str(p).split()).lower() for p in parts if str(p).strip()))
+
+
+def _topic(raw: str | None, topics: Sequence[str] | None) -> str | None:
+    """A topic from the configured list (case and spacing ignored); topics None: any short text."""
+    if raw is None or not str(raw).strip():
+        return None
+    topic = " ".join(str(raw).split()).lower()
+    if topics is not None and topic not in topics:
+        allowed = ", ".join(topics) if topics else "none are configured (reports.topics)"
+        raise DispositionRefused(f"topic {raw!r} is not in the list; one of: {allowed}")
+    if len(topic) > 64:
+        raise DispositionRefused("a topic is at most 64 characters")
+    return topic
 
 
 def lead_change(valid: ValidDisposition, *, operator_id: int | None, now: datetime) -> LeadChange:

@@ -156,6 +156,8 @@ class Console:
         router.add_api_route("/recordings/{attempt_id}", self.recording, methods=["GET"],
                              summary="A call's recording (audio/wav, HTTP Range): team leads, and the operator "
                                      "for their own calls")
+        router.add_api_route("/teamlead/report", self.teamlead_report, methods=["GET"], response_class=HTMLResponse,
+                             summary="The team lead's report: KPIs and charts of today or ?from=&to= (issue 13)")
         router.add_api_route("/static/{name}", self.static, methods=["GET"], include_in_schema=False)
         return router
 
@@ -374,6 +376,24 @@ class Console:
                                 status_code=403)
         view = await asyncio.to_thread(self._view)
         return HTMLResponse(pages.teamlead_page(identity, view, self.zone), headers=_NO_STORE)
+
+    async def teamlead_report(self, request: Request) -> Response:   # reports (issue 13)
+        from dialer.reports.web import period_from_query, report_body
+        from kernel.errors import UsageError
+        identity = await self._identity(request)
+        if identity is None:
+            return _to_login("/console/teamlead")
+        if identity.role is not Role.TEAMLEAD:
+            return HTMLResponse(pages.forbidden_page("Эта страница — для руководителя смены.", "/console"),
+                                status_code=403)
+        try:
+            period = period_from_query(request.query_params.get("from"), request.query_params.get("to"),
+                                       self.clock.now(), self.zone.key)
+        except UsageError as exc:
+            return HTMLResponse(pages.forbidden_page(f"Неверный период: {exc}", "/console/teamlead/report"),
+                                status_code=400)
+        body = await asyncio.to_thread(report_body, self.db.engine, period)
+        return HTMLResponse(pages.page("Отчёт", "teamlead-page", body), headers=_NO_STORE)
 
     async def teamlead_live(self, request: Request) -> Response:
         identity = await self._identity(request)

@@ -149,6 +149,7 @@ class CallAttempt(Base):
     __table_args__ = (
         Index("ix_call_attempts_lead_no", "lead_id", "attempt_no"),
         Index("ix_call_attempts_operator_claimed", "operator_id", "claimed_at"),   # calls per operator today
+        Index("ix_call_attempts_claimed", "claimed_at"),   # reports (issue 13): attempts in a period
     )
 
 
@@ -166,6 +167,20 @@ class AttemptEvent(Base):
     detail: Mapped[dict[str, Any] | None]
 
 
+class OperatorGroupMember(Base):
+    """reports (issue 13): an operator's team from valid_from on, until the operator's next row."""
+
+    __tablename__ = "operator_group_members"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    group_name: Mapped[str] = mapped_column(String(100))
+    valid_from: Mapped[datetime]
+    set_by: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_operator_group_members_operator_from", "operator_id", "valid_from"),)
+
+
 class Disposition(Base):
     __tablename__ = "dispositions"
 
@@ -178,6 +193,7 @@ class Disposition(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     callback_at: Mapped[datetime | None]
     comment: Mapped[str | None] = mapped_column(Text)
+    topic: Mapped[str | None] = mapped_column(String(64))   # reports (issue 13): from settings.reports.topics
     custom_fields: Mapped[dict[str, Any] | None]
     recorded_by: Mapped[str] = mapped_column(String(100))  # operator name, "cli:<user>", "wrapup-timeout"
     created_at: Mapped[datetime]

@@ -1,0 +1,184 @@
+"""`dialer report`: the KPIs in the terminal, as CSV/JSON/Excel files and as charts. No rule lives here."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dialer.reports.kpi import (CALL_COLUMNS, COLUMNS, DIMENSION_HELP, GLOSSARY, LEAD_COLUMNS, LEAD_DIMENSIONS,
+                                Period, glossary_text, parse_by)
+from kernel.clock import SystemClock
+from kernel.errors import DialerError, UsageError
+
+HELP = ("KPIs of a period: leads, duplicates, fakes, contact and confirmed rates, orders, first-dial speed, "
+        "calls and operators.\n\nGlossary (the README says the same):\n\n" + glossary_text().replace("\n", "\n\n"))
+app = typer.Typer(help=HELP, invoke_without_command=True, rich_markup_mode=None)
+console = Console()
+clock = SystemClock()
+
+# The columns the terminal shows (files carry all of them).
+TABLE_LEAD = ("leads", "duplicates_pct", "fakes_pct", "actual", "contact_rate_pct", "attempts_to_contact",
+              "confirmed", "confirmed_pct", "order_sum", "average_check", "first_dial_p50_min",
+              "first_dial_p90_min", "first_dial_15min_pct")
+TABLE_CALLS = ("calls", "answer_rate_pct", "abandoned_pct", "conversations", "talk_min", "wrapup_min",
+               "call_orders", "call_order_sum")
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    xlsx = "xlsx"
+
+
+def _store(ctx: typer.Context):
+    """The root command's settings and database (cli.AppState), or this process's own."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dialer.bootstrap import ensure_ready
+    obj = ctx.obj
+    if obj is None:
+        from kernel.db.engine import Database
+        from kernel.settings import load_settings
+        settings = load_settings(None)
+        db = Database(settings.db_url)
+    else:
+        settings, db = obj.settings, obj.db
+    try:
+        ensure_ready(db)
+    except SQLAlchemyError as exc:
+        raise DialerError(f"cannot use the database {db.engine.url!r}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    return settings, db
+
+
+def _period(settings, start: Optional[str], end: Optional[str]) -> Period:
+    return Period.parse(start, end, now=clock.now(), zone=settings.center_timezone)
+
+
+FROM_HELP = "Start: a date (from its 00:00) or a time, in the center's zone [default: today 00:00]"
+TO_HELP = "End: a date (included, to its 24:00) or a time (excluded), center's zone [default: now]"
+
+
+@app.callback()
+def summary(ctx: typer.Context,
+            by: Optional[str] = typer.Option(None, "--by", help="Breakdown, comma-separated, e.g. day,operator: "
+                                                                + DIMENSION_HELP),
+            start: Optional[str] = typer.Option(None, "--from", help=FROM_HELP),
+            end: Optional[str] = typer.Option(None, "--to", help=TO_HELP),
+            fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, csv, json or xlsx"),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (xlsx: required; "
+                                                                               "csv/json: default stdout)"),
+            plot_file: Optional[Path] = typer.Option(None, "--plot", help="Also draw the charts into FILE.png "
+                                                                          "or FILE.svg")) -> None:
+    """The KPIs of the period, optionally broken down (see the glossary above)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dialer.reports.queries import compute_summary
+    from dialer.reports.render import plot, to_csv, to_json, write_xlsx
+    dims = parse_by(by)
+    if plot_file is not None and plot_file.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot {plot_file}: the file must end in .png or .svg")
+    if fmt is ReportFormat.xlsx and output is None:
+        raise UsageError("--format xlsx needs --output FILE.xlsx")
+    settings, db = _store(ctx)
+    period = _period(settings, start, end)
+    rows = compute_summary(db.engine, period, by=dims)
+    columns = _columns(dims)
+    dicts = [{**r.key, **{c: getattr(r, c) for c in columns}} for r in rows]
+    if fmt is ReportFormat.xlsx:
+        write_xlsx(output, {"summary": dicts}, period)
+        console.print(f"report written to {output}", highlight=False)
+    elif fmt is ReportFormat.table:
+        _table(rows, dims, period)
+    else:
+        _emit(to_csv(dicts) if fmt is ReportFormat.csv else to_json(dicts, period) + "\n", output)
+    if plot_file is not None:
+        plot(plot_file, db.engine, period)
+        (Console(stderr=True) if fmt is not ReportFormat.table and output is None else console).print(
+            f"charts drawn in {plot_file}", highlight=False)
+
+
+@app.command("results")
+def results(ctx: typer.Context,
+            start: Optional[str] = typer.Option(None, "--from", help=FROM_HELP),
+            end: Optional[str] = typer.Option(None, "--to", help=TO_HELP),
+            kind: Optional[str] = typer.Option(None, "--kind", help="Only this disposition, e.g. not_interested"),
+            limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many, newest first"),
+            fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, csv, json or xlsx"),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write")) -> None:
+    """Conversation results of the period: lead, operator, disposition, topic, comment, amount, and the
+    questions the script had no answer for (operators' gap flags) on the same call."""
+    from dialer.reports.queries import compute_results
+    from dialer.reports.render import to_csv, to_json, write_xlsx
+    from leads.disposition import parse_kind
+    if kind:
+        kind = parse_kind(kind).value
+    if fmt is ReportFormat.xlsx and output is None:
+        raise UsageError("--format xlsx needs --output FILE.xlsx")
+    settings, db = _store(ctx)
+    period = _period(settings, start, end)
+    rows = [r.as_dict() for r in compute_results(db.engine, period, kind=kind, limit=limit)]
+    if fmt is ReportFormat.xlsx:
+        write_xlsx(output, {"results": rows}, period)
+        console.print(f"results written to {output}", highlight=False)
+    elif fmt is ReportFormat.table:
+        table = Table(title=f"conversation results {_span(period)}")
+        for column in ("at", "lead_id", "lead_name", "operator", "kind", "topic", "comment", "amount",
+                       "script_gaps"):
+            table.add_column(column)
+        from zoneinfo import ZoneInfo
+        for row in rows:
+            table.add_row(f"{row['at'].astimezone(ZoneInfo(period.zone)):%Y-%m-%d %H:%M}", str(row["lead_id"]),
+                          *[_cell(row[c]) for c in ("lead_name", "operator", "kind", "topic", "comment", "amount",
+                                                    "script_gaps")])
+        console.print(table)
+    else:
+        _emit(to_csv(rows) if fmt is ReportFormat.csv else to_json(rows, period) + "\n", output)
+
+
+def _columns(dims: Sequence[str]) -> tuple[str, ...]:
+    return COLUMNS if all(d in LEAD_DIMENSIONS for d in dims) else CALL_COLUMNS
+
+
+def _emit(text: str, output: Optional[Path]) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"written to {output}", highlight=False)
+
+
+def _span(period: Period) -> str:
+    from zoneinfo import ZoneInfo
+    tz = ZoneInfo(period.zone)
+    return f"{period.start.astimezone(tz):%Y-%m-%d %H:%M} - {period.end.astimezone(tz):%Y-%m-%d %H:%M} ({period.zone})"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _table(rows, dims: Sequence[str], period: Period) -> None:
+    if not dims:
+        row = rows[0]
+        table = Table(title=f"report {_span(period)}")
+        for column in ("KPI", "value", "definition"):
+            table.add_column(column)
+        for name in TABLE_LEAD + TABLE_CALLS:
+            table.add_row(name, _cell(getattr(row, name)), GLOSSARY.get(name, ""))
+        console.print(table)
+        return
+    shown = (TABLE_LEAD if all(d in LEAD_DIMENSIONS for d in dims) else ()) + TABLE_CALLS
+    table = Table(title=f"report by {', '.join(dims)} {_span(period)}")
+    for column in (*dims, *shown):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[_cell(row.key[d]) for d in dims], *[_cell(getattr(row, c)) for c in shown])
+    console.print(table)
