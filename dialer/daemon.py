@@ -99,6 +99,7 @@ class Daemon:
         self.ami = AmiClient(settings.ami, clock, on_event=self._on_event)
         self.intake = Intake(db, default_region=settings.default_region, on_new_leads=self._new_leads_from_thread)
         self.console_hub = ConsoleHub(clock)   # console (issue 6): screen pops to the operators' pages
+        self.metrics = _metrics_for(self)      # metrics (issue 17)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,6 +169,8 @@ class Daemon:
             await _cancel(task)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        if getattr(self, "metrics_server", None):   # metrics (issue 17): its own port
+            self.metrics_server[0].shutdown()
         if server is not None:
             server.should_exit = True
             with contextlib.suppress(Exception):
@@ -275,6 +278,7 @@ class Daemon:
             await self.ami.originate(request)
         except AmiActionError as exc:
             self.stats.originate_failed += 1
+            self.metrics.on_originate(claim, "refused", self.clock.now())
             log.warning("originate.refused attempt_id=%s lead_id=%s reason=%s", claim.attempt_id, claim.lead_id,
                         exc.reason)
             self._handle(self.tracker.originate_failed(claim.attempt_id, self.clock.now(), exc.reason))
@@ -284,8 +288,10 @@ class Daemon:
             # reconciliation (CoreShowChannels by our ChannelId) settles it.
             log.warning("originate.unconfirmed attempt_id=%s lead_id=%s reason=%s", claim.attempt_id,
                         claim.lead_id, exc)
+            self.metrics.on_originate(claim, "unconfirmed", self.clock.now())
             return
         self.stats.originated += 1
+        self.metrics.on_originate(claim, "sent", self.clock.now())
         log.info("originate.sent attempt_id=%s lead_id=%s tier=%s operator=%s phone=%s", claim.attempt_id,
                  claim.lead_id, claim.tier, operator or "queue", mask_phone(claim.phone_e164))
         self._handle(self.tracker.originated(claim.attempt_id, self.clock.now()))
@@ -313,6 +319,7 @@ class Daemon:
     async def _on_event(self, event: AmiEvent) -> None:
         now = self.clock.now()
         if isinstance(event, Connected):
+            self.metrics.ami_connects.inc()
             asyncio.create_task(self._after_connect(), name="after-connect")
         elif isinstance(event, LoginFailed):
             log.error("ami.login_failed server=%s: %s", self.pbx, event.message)
@@ -350,6 +357,7 @@ class Daemon:
                 self.stats.ended += 1
                 key = update.result.value if update.result else "unknown"
                 self.stats.results[key] = self.stats.results.get(key, 0) + 1
+                self.metrics.on_result(key)
                 if update.result is None or update.result.value != "connected":
                     self._wrapups.pop(update.attempt_id, None)
                 else:
@@ -379,6 +387,7 @@ class Daemon:
             try:
                 await asyncio.to_thread(job)
             except Exception:
+                self.metrics.store_errors.labels("write").inc()
                 log.exception("store.write_failed (will be settled by reconciliation)")
             finally:
                 self._writes.task_done()
@@ -458,6 +467,7 @@ class Daemon:
         for risk in risks:
             self._alerted.add(risk.lead_id)
             self.stats.alerts += 1
+            self.metrics.sla_at_risk.inc()
             log.warning("sla.at_risk lead_id=%s deadline=%s", risk.lead_id, risk.deadline)
             if self.settings.alerts.webhook_url:
                 await self._post_alert({"alert": "first_call_sla_at_risk", "lead_id": risk.lead_id,
@@ -481,6 +491,14 @@ class Daemon:
         self.app = app
         for extra in _optional_routers(self):
             app.include_router(extra)
+        from dialer.metrics.http import count_webhook_requests, metrics_router   # metrics (issue 17)
+        count_webhook_requests(app, self.metrics)
+        if self.settings.metrics.enabled and not self.settings.metrics.port:
+            app.include_router(metrics_router(self.metrics))
+        elif self.settings.metrics.enabled:
+            from dialer.metrics.http import serve_separately
+            self.metrics_server = serve_separately(self.metrics, self.settings.metrics.host,
+                                                   self.settings.metrics.port)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.settings.http.host, self.http_port))
@@ -540,6 +558,19 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
                                        operator_identity=console.operator_identity,   # console (issue 6)
                                        on_outcome=lambda *_: daemon._sender.wake() if daemon._sender else None))
     return routers
+
+
+def _metrics_for(daemon: Daemon):
+    # metrics (issue 17): one registry per daemon; counters fed by hooks, gauges read live on scrape
+    from dialer.metrics.registry import DialerMetrics
+    metrics = DialerMetrics()
+    metrics.observe_intake(daemon.intake)
+    daemon.ami.on_action = metrics.on_ami_action
+    metrics.watch_daemon(calls_in_progress=lambda: len(daemon.tracker.active),
+                         operator_states=lambda: [p.state(daemon.clock.now()).value for p in daemon.board.presences()],
+                         ami_connected=lambda: daemon.ami.connected)
+    metrics.watch_store(daemon.db, daemon.clock, daemon.center_zone)
+    return metrics
 
 
 def _member_status(value: int | None) -> MemberStatus:

@@ -207,6 +207,15 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # metrics (issue 17): Prometheus /metrics
+    enabled: bool = setting(True, "Serve Prometheus metrics at /metrics")
+    port: int = setting(0, "Port of its own for /metrics (0: the HTTP server's port, next to the webhook)",
+                        between(0, 65535))
+    host: str = setting("127.0.0.1", "Address of that port of its own")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -223,6 +232,7 @@ class Settings:
     alerts: AlertSettings = setting(default_factory=AlertSettings)
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
+    metrics: MetricsSettings = setting(default_factory=MetricsSettings)   # metrics (issue 17)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -230,6 +240,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
+    "metrics": MetricsSettings,   # metrics (issue 17)
 }
 
 
