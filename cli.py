@@ -31,6 +31,8 @@ leads_app = typer.Typer(help="Leads: list, show, import from CSV.", no_args_is_h
 dnc_app = typer.Typer(help="The do-not-call list.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
 app.add_typer(dnc_app, name="dnc")
+from dialer.doctor.cli import app as doctor_app  # noqa: E402  doctor (issue 17)
+app.add_typer(doctor_app, name="doctor")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

@@ -518,6 +518,10 @@ class AmiClient:
         if not reply.success:
             raise AmiActionError("QueuePause", reply.message)
 
+    async def send_action(self, fields: dict[str, Any]) -> Any:
+        """Any action, raw: a Message, or a list of them for an event-list reply (for `dialer doctor`)."""
+        return await self._send(fields)
+
     async def _list(self, action: dict[str, Any]) -> list[AmiEvent]:
         replies = await self._send(action)
         if isinstance(replies, Message):   # a single reply: an error, or an empty list
