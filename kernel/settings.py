@@ -216,6 +216,22 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    # safety (issue 17): sign-in lockout, webhook rate limit
+    signin_account_failures: int = setting(5, "Failed console sign-ins of one login before it is locked",
+                                           between(1, 1000))
+    signin_address_failures: int = setting(20, "Failed console sign-ins from one address before it is locked",
+                                           between(1, 100000))
+    signin_lockout_seconds: float = setting(30.0, "First lockout; doubles with each further failure",
+                                            between(1, 86400))
+    signin_lockout_max_seconds: float = setting(900.0, "Longest lockout", between(1, 7 * 86400))
+    webhook_rate_per_second: float = setting(20.0, "Webhook requests per second allowed per token (average)",
+                                             between(0.01, 100000))
+    webhook_burst: int = setting(200, "Webhook requests one token may send at once before the rate applies",
+                                 between(1, 1000000))
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -233,6 +249,7 @@ class Settings:
     scripts: ScriptsSettings = setting(default_factory=ScriptsSettings)
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
     metrics: MetricsSettings = setting(default_factory=MetricsSettings)   # metrics (issue 17)
+    security: SecuritySettings = setting(default_factory=SecuritySettings)   # safety (issue 17)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -240,7 +257,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
-    "metrics": MetricsSettings,   # metrics (issue 17)
+    "metrics": MetricsSettings, "security": SecuritySettings,   # issue 17
 }
 
 
