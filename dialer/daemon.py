@@ -549,6 +549,7 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
     console = Console(daemon.db, daemon.clock, daemon.settings, daemon.console_hub,
                       AsteriskSwitchboard(daemon.board, daemon.ami, daemon.settings.dial.queue),
                       stopping=daemon._stopping)
+    daemon.console = console   # service (issue 17): SIGHUP re-reads its scripts catalog
     routers = [console.router]
     try:
         from dialer.web.dispositions import dispositions_router

@@ -232,6 +232,13 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    # service (issue 17): running under systemd
+    log_format: str = setting("text", "Log lines as text or as JSON objects (for log shippers)",
+                              one_of("text", "json"))
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -250,6 +257,7 @@ class Settings:
     console: ConsoleSettings = setting(default_factory=ConsoleSettings)   # console (issue 6)
     metrics: MetricsSettings = setting(default_factory=MetricsSettings)   # metrics (issue 17)
     security: SecuritySettings = setting(default_factory=SecuritySettings)   # safety (issue 17)
+    service: ServiceSettings = setting(default_factory=ServiceSettings)   # service (issue 17)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -257,7 +265,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
-    "metrics": MetricsSettings, "security": SecuritySettings,   # issue 17
+    "metrics": MetricsSettings, "security": SecuritySettings, "service": ServiceSettings,   # issue 17
 }
 
 
