@@ -33,6 +33,8 @@ app.add_typer(leads_app, name="leads")
 app.add_typer(dnc_app, name="dnc")
 from dialer.doctor.cli import app as doctor_app  # noqa: E402  doctor (issue 17)
 app.add_typer(doctor_app, name="doctor")
+from dialer.housekeeping.cli import app as prune_app  # noqa: E402  housekeeping (issue 17)
+app.add_typer(prune_app, name="prune")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

@@ -521,6 +521,8 @@ class Daemon:
         from dialer.crm.export import catch_up_missed_export, schedule_nightly_export
         scheduler = AsyncIOScheduler(timezone=self.center_zone)
         schedule_nightly_export(scheduler, self.db, self.settings, self.clock)
+        from dialer.housekeeping.prune import schedule_housekeeping   # housekeeping (issue 17)
+        schedule_housekeeping(scheduler, self.db, self.settings, self.clock)
         scheduler.start()
         asyncio.get_running_loop().run_in_executor(None, _quietly, catch_up_missed_export, self.db, self.settings,
                                                    self.clock)

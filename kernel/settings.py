@@ -239,6 +239,19 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    # housekeeping (issue 17): `dialer prune`, nightly in the daemon
+    sent_outbox_days: int = setting(90, "Delete outbox rows delivered to the CRM (and exported) this many days "
+                                        "ago; 0 keeps them", between(0, 36500))
+    attempt_events_days: int = setting(180, "Delete the event log of attempts that ended this many days ago "
+                                            "(the attempt and its result stay); 0 keeps it", between(0, 36500))
+    export_files_days: int = setting(365, "Delete nightly export files this many days old; 0 keeps them",
+                                     between(0, 36500))
+    at: str = setting("03:30", "Time of the daemon's nightly prune, center zone (empty: not scheduled; use the "
+                               "systemd timer or nothing)", lambda v: None if v == "" else clock_time(v))
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -258,6 +271,7 @@ class Settings:
     metrics: MetricsSettings = setting(default_factory=MetricsSettings)   # metrics (issue 17)
     security: SecuritySettings = setting(default_factory=SecuritySettings)   # safety (issue 17)
     service: ServiceSettings = setting(default_factory=ServiceSettings)   # service (issue 17)
+    retention: RetentionSettings = setting(default_factory=RetentionSettings)   # housekeeping (issue 17)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -266,6 +280,7 @@ SECTIONS: dict[str, type] = {
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
     "scripts": ScriptsSettings, "console": ConsoleSettings,
     "metrics": MetricsSettings, "security": SecuritySettings, "service": ServiceSettings,   # issue 17
+    "retention": RetentionSettings,   # housekeeping (issue 17)
 }
 
 
