@@ -34,6 +34,10 @@ app.add_typer(leads_app, name="leads")
 app.add_typer(dnc_app, name="dnc")
 from dialer.reports.cli import app as report_app  # noqa: E402  reports (issue 13)
 app.add_typer(report_app, name="report")
+from dialer.doctor.cli import app as doctor_app  # noqa: E402  doctor (issue 17)
+app.add_typer(doctor_app, name="doctor")
+from dialer.housekeeping.cli import app as prune_app  # noqa: E402  housekeeping (issue 17)
+app.add_typer(prune_app, name="prune")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -1210,20 +1214,24 @@ def run_daemon(ctx: typer.Context,
                                                        help="Simulation only: run on simulated time starting at "
                                                             "this ISO time (center zone if no offset)"),
                sim_speed: float = typer.Option(1.0, "--sim-speed", min=0.01,
-                                               help="Simulation only: simulated seconds per real second")) -> None:
+                                               help="Simulation only: simulated seconds per real second"),
+               log_format: Optional[str] = typer.Option(None, "--log-format", help="text or json (one JSON object "
+                                                        "a line) [env: DIALER_SERVICE_LOG_FORMAT]")) -> None:
     """Run the dialer daemon: webhook, feeds, AMI, dialing loop, CRM sender, nightly export."""
     from kernel.clock import ScaledClock
     from dialer.daemon import Daemon
     from dialer.logs import setup_logging
     s = state(ctx)
-    s.override(**{"http.host": host, "http.port": port, "ami.host": ami_host, "ami.port": ami_port})
+    s.override(**{"http.host": host, "http.port": port, "ami.host": ami_host, "ami.port": ami_port,
+                  "service.log_format": log_format})
     settings = s.settings
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, fmt=settings.service.log_format)
     daemon_clock = clock
     if sim_start is not None or sim_speed != 1.0:
         daemon_clock = ScaledClock(parse_when(sim_start, settings), sim_speed)
     daemon = Daemon(settings, s.db, daemon_clock, drain_seconds=drain)
-    _run_until_signal(daemon.run)
+    from dialer.service.supervisor import run_as_service   # service (issue 17): sd_notify, watchdog, SIGHUP
+    _run_until_signal(lambda stop: run_as_service(daemon, stop))
 
 
 @app.command("demo")

@@ -111,6 +111,7 @@ class Daemon:
             from dialer.resilience.cdr import CdrLog
             self.cdr = CdrLog(settings.ami.cdr_csv_path, settings.dial.context)
         self._writes_pending = 0
+        self.metrics = _metrics_for(self)      # metrics (issue 17)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,6 +184,8 @@ class Daemon:
             await _cancel(task)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        if getattr(self, "metrics_server", None):   # metrics (issue 17): its own port
+            self.metrics_server[0].shutdown()
         if server is not None:
             server.should_exit = True
             with contextlib.suppress(Exception):
@@ -371,6 +374,7 @@ class Daemon:
             await self.ami.originate(request)
         except AmiActionError as exc:
             self.stats.originate_failed += 1
+            self.metrics.on_originate(claim, "refused", self.clock.now())
             log.warning("originate.refused attempt_id=%s lead_id=%s reason=%s", claim.attempt_id, claim.lead_id,
                         exc.reason)
             self._handle(self.tracker.originate_failed(claim.attempt_id, self.clock.now(), exc.reason))
@@ -387,8 +391,10 @@ class Daemon:
             # reconciliation (CoreShowChannels by our ChannelId) settles it.
             log.warning("originate.unconfirmed attempt_id=%s lead_id=%s reason=%s", claim.attempt_id,
                         claim.lead_id, exc)
+            self.metrics.on_originate(claim, "unconfirmed", self.clock.now())
             return
         self.stats.originated += 1
+        self.metrics.on_originate(claim, "sent", self.clock.now())
         log.info("originate.sent attempt_id=%s lead_id=%s tier=%s operator=%s phone=%s", claim.attempt_id,
                  claim.lead_id, claim.tier, operator or "queue", mask_phone(claim.phone_e164))
         self._handle(self.tracker.originated(claim.attempt_id, self.clock.now()))
@@ -426,6 +432,7 @@ class Daemon:
     async def _on_event(self, event: AmiEvent) -> None:
         now = self.clock.now()
         if isinstance(event, Connected):
+            self.metrics.ami_connects.inc()
             asyncio.create_task(self._after_connect(), name="after-connect")
         elif isinstance(event, LoginFailed):
             log.error("ami.login_failed server=%s: %s", self.pbx, event.message)
@@ -466,6 +473,7 @@ class Daemon:
                 self.stats.ended += 1
                 key = update.result.value if update.result else "unknown"
                 self.stats.results[key] = self.stats.results.get(key, 0) + 1
+                self.metrics.on_result(key)
                 if update.result is None or update.result.value != "connected":
                     self._wrapups.pop(update.attempt_id, None)
                 else:
@@ -510,6 +518,10 @@ class Daemon:
                         log.warning("store.write_retry in=%.1fs pending=%s reason=%s", delay, self._writes_pending,
                                     self.store_health.reason)
                         await asyncio.sleep(delay)
+                await asyncio.to_thread(job)
+            except Exception:
+                self.metrics.store_errors.labels("write").inc()
+                log.exception("store.write_failed (will be settled by reconciliation)")
             finally:
                 self._writes_pending -= 1
                 self._writes.task_done()
@@ -620,6 +632,7 @@ class Daemon:
         for risk in risks:
             self._alerted.add(risk.lead_id)
             self.stats.alerts += 1
+            self.metrics.sla_at_risk.inc()
             log.warning("sla.at_risk lead_id=%s deadline=%s", risk.lead_id, risk.deadline)
             if self.settings.alerts.webhook_url:
                 await self._post_alert({"alert": "first_call_sla_at_risk", "lead_id": risk.lead_id,
@@ -644,6 +657,14 @@ class Daemon:
         self.app = app
         for extra in _optional_routers(self):
             app.include_router(extra)
+        from dialer.metrics.http import count_webhook_requests, metrics_router   # metrics (issue 17)
+        count_webhook_requests(app, self.metrics)
+        if self.settings.metrics.enabled and not self.settings.metrics.port:
+            app.include_router(metrics_router(self.metrics))
+        elif self.settings.metrics.enabled:
+            from dialer.metrics.http import serve_separately
+            self.metrics_server = serve_separately(self.metrics, self.settings.metrics.host,
+                                                   self.settings.metrics.port)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -674,6 +695,8 @@ class Daemon:
         scheduler = AsyncIOScheduler(timezone=self.center_zone)
         schedule_nightly_export(scheduler, self.db, self.settings, self.clock)
         schedule_retention(scheduler, self.settings, self.clock)   # recordings (issue 14)
+        from dialer.housekeeping.prune import schedule_housekeeping   # housekeeping (issue 17)
+        schedule_housekeeping(scheduler, self.db, self.settings, self.clock)
         scheduler.start()
         asyncio.get_running_loop().run_in_executor(None, _quietly, catch_up_missed_export, self.db, self.settings,
                                                    self.clock)
@@ -719,6 +742,7 @@ def _optional_routers(daemon: Daemon) -> list[Any]:
     console = Console(daemon.db, daemon.clock, daemon.settings, daemon.console_hub,
                       AsteriskSwitchboard(daemon.board, daemon.ami, daemon.settings.dial.queue),
                       stopping=daemon._stopping)
+    daemon.console = console   # service (issue 17): SIGHUP re-reads its scripts catalog
     routers = [console.router]
     if daemon.settings.bitrix24.webhook_url:   # crm connectors (issue 20): Bitrix24's outgoing webhook
         from dialer.crm.bitrix24.events import events_router
@@ -749,6 +773,19 @@ def _start_chains(daemon: Daemon) -> dict[str, asyncio.Task]:
         return {}
     sender = EmailSender(daemon.db, daemon.settings.chains, daemon.clock, random.Random())
     return {"chains": asyncio.create_task(sender.run(catalog, daemon._stopping), name="chains")}
+
+
+def _metrics_for(daemon: Daemon):
+    # metrics (issue 17): one registry per daemon; counters fed by hooks, gauges read live on scrape
+    from dialer.metrics.registry import DialerMetrics
+    metrics = DialerMetrics()
+    metrics.observe_intake(daemon.intake)
+    daemon.ami.on_action = metrics.on_ami_action
+    metrics.watch_daemon(calls_in_progress=lambda: len(daemon.tracker.active),
+                         operator_states=lambda: [p.state(daemon.clock.now()).value for p in daemon.board.presences()],
+                         ami_connected=lambda: daemon.ami.connected)
+    metrics.watch_store(daemon.db, daemon.clock, daemon.center_zone)
+    return metrics
 
 
 def _member_status(value: int | None) -> MemberStatus:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -22,9 +23,29 @@ class MaskPhones(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", stream=None) -> None:
+_FIELD = re.compile(r"(\w+)=('[^']*'|\"[^\"]*\"|\S+)")
+
+
+class JsonLines(logging.Formatter):
+    """`--log-format json` (issue 17): one JSON object a line for log shippers. The message's first word
+    is `event`, its key=value fields become keys; phones are already masked by MaskPhones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+                "level": record.levelname, "logger": record.name, "event": message.split(" ", 1)[0],
+                "message": message}
+        for key, value in _FIELD.findall(message):
+            line.setdefault(key, value.strip("'\""))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", stream=None, fmt: str = "text") -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonLines() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(MaskPhones())
     root = logging.getLogger()
     for old in list(root.handlers):

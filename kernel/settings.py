@@ -330,6 +330,51 @@ class ReportsSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # metrics (issue 17): Prometheus /metrics
+    enabled: bool = setting(True, "Serve Prometheus metrics at /metrics")
+    port: int = setting(0, "Port of its own for /metrics (0: the HTTP server's port, next to the webhook)",
+                        between(0, 65535))
+    host: str = setting("127.0.0.1", "Address of that port of its own")
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    # safety (issue 17): sign-in lockout, webhook rate limit
+    signin_account_failures: int = setting(5, "Failed console sign-ins of one login before it is locked",
+                                           between(1, 1000))
+    signin_address_failures: int = setting(20, "Failed console sign-ins from one address before it is locked",
+                                           between(1, 100000))
+    signin_lockout_seconds: float = setting(30.0, "First lockout; doubles with each further failure",
+                                            between(1, 86400))
+    signin_lockout_max_seconds: float = setting(900.0, "Longest lockout", between(1, 7 * 86400))
+    webhook_rate_per_second: float = setting(20.0, "Webhook requests per second allowed per token (average)",
+                                             between(0.01, 100000))
+    webhook_burst: int = setting(200, "Webhook requests one token may send at once before the rate applies",
+                                 between(1, 1000000))
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    # service (issue 17): running under systemd
+    log_format: str = setting("text", "Log lines as text or as JSON objects (for log shippers)",
+                              one_of("text", "json"))
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    # housekeeping (issue 17): `dialer prune`, nightly in the daemon
+    sent_outbox_days: int = setting(90, "Delete outbox rows delivered to the CRM (and exported) this many days "
+                                        "ago; 0 keeps them", between(0, 36500))
+    attempt_events_days: int = setting(180, "Delete the event log of attempts that ended this many days ago "
+                                            "(the attempt and its result stay); 0 keeps it", between(0, 36500))
+    export_files_days: int = setting(365, "Delete nightly export files this many days old; 0 keeps them",
+                                     between(0, 36500))
+    at: str = setting("03:30", "Time of the daemon's nightly prune, center zone (empty: not scheduled; use the "
+                               "systemd timer or nothing)", lambda v: None if v == "" else clock_time(v))
+
+
+@dataclass(frozen=True)
 class Settings:
     db_url: str = setting("sqlite:///dialer.db", "Database URL (SQLite file or PostgreSQL)", db_url)
     default_region: str = setting("RU", "Region for phone numbers written without a country code",
@@ -353,6 +398,10 @@ class Settings:
     bitrix24: Bitrix24Settings = setting(default_factory=Bitrix24Settings)      # crm connectors (issue 20)
     recordings: RecordingsSettings = setting(default_factory=RecordingsSettings)   # recordings (issue 14)
     reports: ReportsSettings = setting(default_factory=ReportsSettings)   # reports (issue 13)
+    metrics: MetricsSettings = setting(default_factory=MetricsSettings)   # metrics (issue 17)
+    security: SecuritySettings = setting(default_factory=SecuritySettings)   # safety (issue 17)
+    service: ServiceSettings = setting(default_factory=ServiceSettings)   # service (issue 17)
+    retention: RetentionSettings = setting(default_factory=RetentionSettings)   # housekeeping (issue 17)
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
@@ -365,6 +414,8 @@ SECTIONS: dict[str, type] = {
     "retailcrm": RetailCrmSettings, "bitrix24": Bitrix24Settings,   # crm connectors (issue 20)
     "recordings": RecordingsSettings,
     "reports": ReportsSettings,   # reports (issue 13)
+    "metrics": MetricsSettings, "security": SecuritySettings, "service": ServiceSettings,   # issue 17
+    "retention": RetentionSettings,   # housekeeping (issue 17)
 }
 
 

@@ -159,15 +159,25 @@ def console_server(db):
 
 
 @contextlib.contextmanager
+def console_client(url: str) -> Iterator[httpx.Client]:
+    """A client that behaves like the browser on the console: it opened the sign-in page, so it holds
+    the CSRF cookie and sends the page's token on each request (safety, issue 17)."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        page = client.get("/console/login")
+        client.headers["X-CSRF-Token"] = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
+        yield client
+
+
+@contextlib.contextmanager
 def sign_in(server, login, password=PASSWORD) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with console_client(server.url) as client:
         answer = client.post("/console/login", data={"login": login, "password": password})
         assert answer.status_code == 303, answer.text
         yield client
 
 
 def test_given_no_sign_in_when_anything_is_asked_then_pages_go_to_sign_in_and_api_answers_401(console_server):
-    with httpx.Client(base_url=console_server.url, timeout=30) as client:
+    with console_client(console_server.url) as client:
         for page in ("/console", "/console/teamlead"):
             answer = client.get(page)
             assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login?next=")
@@ -180,7 +190,7 @@ def test_given_no_sign_in_when_anything_is_asked_then_pages_go_to_sign_in_and_ap
     with httpx.Client(base_url=console_server.url, timeout=30,
                       cookies={COOKIE_NAME: "eyJzdWIiOiJ0ZWFtbGVhZCJ9.forged"}) as forged:
         assert forged.get("/console/api/me").status_code == 401
-    with httpx.Client(base_url=console_server.url, timeout=30) as client:
+    with console_client(console_server.url) as client:
         login = client.get("/console/login")
         assert login.status_code == 200 and "Вход в консоль оператора" in login.text
         assert "charset=utf-8" in login.headers["content-type"]
@@ -188,7 +198,7 @@ def test_given_no_sign_in_when_anything_is_asked_then_pages_go_to_sign_in_and_ap
 
 def test_given_a_wrong_password_when_signing_in_then_401_with_the_form_and_no_cookie(console_server):
     interface = console_server.interfaces[console_server.anna]
-    with httpx.Client(base_url=console_server.url, timeout=30) as client:
+    with console_client(console_server.url) as client:
         answer = client.post("/console/login", data={"login": interface, "password": "не тот пароль"})
         assert answer.status_code == 401 and "Неверный логин или пароль" in answer.text
         assert COOKIE_NAME not in answer.cookies
@@ -196,7 +206,7 @@ def test_given_a_wrong_password_when_signing_in_then_401_with_the_form_and_no_co
 
 def test_given_an_operator_signed_in_then_the_page_shows_who_and_state_and_the_cookie_is_strict(console_server):
     interface = console_server.interfaces[console_server.anna]
-    with httpx.Client(base_url=console_server.url, timeout=30) as client:
+    with console_client(console_server.url) as client:
         answer = client.post("/console/login", data={"login": interface, "password": PASSWORD, "next": "/console"})
         assert answer.status_code == 303 and answer.headers["location"] == "/console"
         cookie = answer.headers["set-cookie"].lower()
@@ -250,7 +260,7 @@ def test_given_anothers_call_when_disposing_or_reading_or_flagging_then_403_and_
                          headers=headers).status_code == 403
     with db.read() as session:
         assert session.scalars(select(Disposition)).all() == [] and session.scalars(select(ScriptGap)).all() == []
-    with httpx.Client(base_url=console_server.url, timeout=30) as anonymous:
+    with console_client(console_server.url) as anonymous:
         assert anonymous.post(f"/attempts/{annas_call}/disposition", json={"kind": "fake"},
                               headers={"X-Operator-Id": str(console_server.anna)}).status_code == 401
     with sign_in(console_server, str(console_server.anna)) as anna:
@@ -276,7 +286,7 @@ def test_given_the_team_lead_when_signed_in_then_the_page_shows_queue_operators_
              attempts=0)
     talking = add_lead(db, NOW, phone="+79125550009", name="Говорящий Клиент")
     add_attempt(db, talking, NOW, operator_id=console_server.anna, state=AttemptState.CONNECTED.value)
-    with httpx.Client(base_url=console_server.url, timeout=30) as client:
+    with console_client(console_server.url) as client:
         answer = client.post("/console/login", data={"login": "teamlead", "password": TEAMLEAD_PASSWORD})
         assert answer.status_code == 303 and answer.headers["location"] == "/console/teamlead"
         assert client.get("/console").headers["location"] == "/console/teamlead"

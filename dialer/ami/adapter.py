@@ -36,6 +36,7 @@ import inspect
 import itertools
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
@@ -307,6 +308,7 @@ class AmiClient:
         self._closing = False
         self._ids = itertools.count(1)
         self._id_prefix = f"dialer-{uuid.uuid4().hex[:8]}"
+        self.on_action: Callable[[str, float], None] | None = None   # metrics: (action, seconds) per answer
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -517,6 +519,10 @@ class AmiClient:
         if not reply.success:
             raise AmiActionError("QueuePause", reply.message)
 
+    async def send_action(self, fields: dict[str, Any]) -> Any:
+        """Any action, raw: a Message, or a list of them for an event-list reply (for `dialer doctor`)."""
+        return await self._send(fields)
+
     async def _list(self, action: dict[str, Any]) -> list[AmiEvent]:
         replies = await self._send(action)
         if isinstance(replies, Message):   # a single reply: an error, or an empty list
@@ -555,8 +561,12 @@ class AmiClient:
         action = Action(fields, as_list=False if single_reply else None)
         future = protocol.send(action, as_list=action.as_list)
         timeout = timeout or self.settings.action_timeout_seconds
+        started = time.monotonic()
         try:
-            return await asyncio.wait_for(future, timeout)
+            reply = await asyncio.wait_for(future, timeout)
+            if self.on_action is not None:
+                self.on_action(fields["Action"], time.monotonic() - started)
+            return reply
         except asyncio.TimeoutError:
             protocol.forget(action)
             raise AmiTimeout(f"Asterisk {self.server} did not answer {fields['Action']} within {timeout:g} s") from None

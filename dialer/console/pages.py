@@ -20,6 +20,7 @@ from dialer.console.auth import Identity
 from dialer.console.cards import CallCard, DispositionSummary, PastCall
 from dialer.console.switchboard import STATE_WORDS
 from dialer.console.teamlead import TeamLeadView
+from dialer.safety.csrf import current_token as current_csrf_token, with_tokens as with_csrf_tokens
 from leads.attempt import DispositionKind
 from scripts_catalog import RenderedScript
 
@@ -89,7 +90,10 @@ def money(amount: Decimal | None, currency: str | None) -> str:
 
 
 def page(title: str, page_class: str, body: str) -> str:
-    return _TEMPLATES["base.html"].substitute(title=escape(title), page=page_class, body=body)
+    # safety (issue 17): the request's CSRF token in every POST form and in a meta tag for fetch()
+    token = current_csrf_token.get()
+    return with_csrf_tokens(_TEMPLATES["base.html"].substitute(title=escape(title), page=page_class, body=body,
+                                                               csrf=escape(token, quote=True)), token)
 
 
 # ---------------------------------------------------------------- pages

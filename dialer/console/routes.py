@@ -46,6 +46,7 @@ from dialer.console.hub import ConsoleHub, ScreenPop
 from dialer.console.switchboard import STATE_WORDS, PauseRefused, PbxUnavailable, Switchboard
 from dialer.console.teamlead import load_view
 from dialer.recordings.files import recording_path, stored_recording
+from dialer.safety.throttle import LockoutRule, SignInThrottle, retry_after_header
 from kernel.db.engine import Database
 from kernel.errors import NotFound, UsageError
 from kernel.settings import Settings
@@ -91,6 +92,7 @@ class Console:
         self.teamlead_hash = teamlead_password_hash(settings.console.teamlead_password)
         self.scripts = ScriptBook(catalog_directory(settings.scripts.directory), settings.scripts.language)
         self._wall = wall
+        self.throttle = _sign_in_throttle(settings)   # safety (issue 17)
         self.router = self._routes()
 
     # ------------------------------------------------------------------ identity
@@ -176,6 +178,14 @@ class Console:
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()}
         login, password = form.get("login", "").strip(), form.get("password", "")
         next_url = _safe_next(form.get("next", "/console"))
+        address = request.client.host if request.client else "-"
+        locked = self.throttle.retry_after(login, address, self.clock.now())   # safety (issue 17)
+        if locked is not None:
+            log.warning("console.sign_in_locked login=%r address=%s retry_after=%.0fs", login[:100], address, locked)
+            return HTMLResponse(pages.login_page(error=f"Слишком много неудачных попыток входа. Повторите через "
+                                                       f"{retry_after_header(locked)} с.", login=login,
+                                                 next_url=next_url), status_code=429,
+                                headers={**_NO_STORE, "Retry-After": retry_after_header(locked)})
         try:
             principal = await asyncio.to_thread(authenticate, self.db, login, password, self.teamlead_hash)
         except SQLAlchemyError as exc:
@@ -183,8 +193,10 @@ class Console:
             return HTMLResponse(pages.login_page(error="База данных недоступна, попробуйте ещё раз.", login=login,
                                                  next_url=next_url), status_code=503)
         if principal is None:
+            self.throttle.failed(login, address, self.clock.now())
             return HTMLResponse(pages.login_page(error="Неверный логин или пароль.", login=login,
                                                  next_url=next_url), status_code=401, headers=_NO_STORE)
+        self.throttle.succeeded(login)
         identity = principal.identity
         target = next_url if _allowed(identity, next_url) else self._home(identity)
         response = RedirectResponse(target, status_code=303)
@@ -430,6 +442,13 @@ def _refusing(*statuses: tuple[type[Exception], int]) -> Iterator[None]:
 
 def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+def _sign_in_throttle(settings: Settings) -> SignInThrottle:
+    s = settings.security
+    longest = timedelta(seconds=s.signin_lockout_max_seconds)
+    return SignInThrottle(LockoutRule(s.signin_account_failures, timedelta(seconds=s.signin_lockout_seconds), longest),
+                          LockoutRule(s.signin_address_failures, timedelta(seconds=s.signin_lockout_seconds), longest))
 
 
 def _safe_next(value: str) -> str:

@@ -79,6 +79,11 @@ class PbxConfig:
     max_pending_messages: int = 100_000  # a client that falls this far behind is disconnected
     cdr_path: str | None = None         # cdr_custom's CSV file (asterisk_conf/cdr_custom.conf); None: no CDR
     recordings_dir: str | None = None   # MixMonitor's folder: <ATTEMPT_ID>.wav per connected call; None: none
+    # The dialplan as ShowDialPlan lists it (asterisk_conf/extensions.conf): context -> (extension or
+    # pattern, the application its priority 2 runs); priority 1 is a NoOp as in the shipped file.
+    dialplan: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+        ("dialer-trunk", (("_X.", "Dial"), ("_+X.", "Dial"))), ("dialer-outbound", (("s", "Queue"),)),
+        ("operators", (("_op.", "Dial"),)))
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -283,6 +288,11 @@ class SimulatedPbx:
             "status": (frozenset({"system", "call", "reporting"}), self._not_simulated),
             "getvar": (frozenset({"call", "reporting"}), self._not_simulated),
             "setvar": (frozenset({"call"}), self._not_simulated),
+            "showdialplan": (frozenset({"config", "reporting"}), self._show_dialplan),
+            "listcommands": (None, self._list_commands),
+            "modulecheck": (frozenset({"system"}), self._not_simulated),
+            "reload": (frozenset({"system", "config"}), self._not_simulated),
+            "updateconfig": (frozenset({"config"}), self._not_simulated),
         }
 
     def _boot(self) -> None:
@@ -526,6 +536,37 @@ class SimulatedPbx:
         session.respond(action, "Success", ("Events", "On" if session.event_classes else "Off"))
         return True
 
+    async def _list_commands(self, session: Session, action: Action) -> bool:
+        """Asterisk's ListCommands: `Name: synopsis (Priv: classes)` for every action the user may send."""
+        assert session.user is not None
+        rows = [(_ACTION_NAMES.get(name, name.title()), f"{name} (Priv: {','.join(sorted(auth)) if auth else '<none>'})")
+                for name, (auth, _) in self._actions.items() if auth is None or auth & session.user.write]
+        session.respond(action, "Success", *rows)
+        return True
+
+    async def _show_dialplan(self, session: Session, action: Action) -> bool:
+        """ShowDialPlan [Context] [Extension]: ListDialplan events; an extension matches patterns as in
+        Asterisk (_X. and the like), so the dialed number itself can be asked for."""
+        context, exten = action.get("Context"), action.get("Extension")
+        plan = dict(self.config.dialplan)
+        if context and context not in plan:
+            session.respond(action, "Error", ("Message", f"Did not find context {context}"))
+            return True
+        rows = [(c, e, app) for c, exts in plan.items() if not context or c == context
+                for e, app in exts if not exten or _extension_match(e, exten)]
+        if exten and not rows:
+            session.respond(action, "Error", ("Message", f"Did not find extension {exten}@{context or ''}"))
+            return True
+        session.respond(action, "Success", ("EventList", "start"), ("Message", "DialPlan list will follow"))
+        aid = action.action_id
+        for c, e, app in rows:
+            for priority, application in ((1, "NoOp"), (2, app)):
+                session.reply_event(AmiEvent("ListDialplan", None, (
+                    ("Context", c), ("Extension", e), ("Priority", str(priority)), ("Application", application),
+                    ("AppData", ""), ("Registrar", "pbx_config")) + ((("ActionID", aid),) if aid else ())))
+        session.reply_event(list_complete("ShowDialPlanComplete", aid, 2 * len(rows)))
+        return True
+
     async def _not_simulated(self, session: Session, action: Action) -> bool:
         session.respond(action, "Error", ("Message", f"{action.name} is not simulated by dialer pbx-sim"))
         return True
@@ -721,6 +762,41 @@ class SimulatedPbx:
 
     def _uptime(self) -> int:
         return int((self.now() - self._booted_at).total_seconds())
+
+
+_ACTION_NAMES = {"coreshowchannels": "CoreShowChannels", "queuestatus": "QueueStatus",
+                 "queuesummary": "QueueSummary", "queuepause": "QueuePause", "queueadd": "QueueAdd",
+                 "queueremove": "QueueRemove", "getvar": "Getvar", "setvar": "Setvar",
+                 "showdialplan": "ShowDialPlan", "listcommands": "ListCommands", "modulecheck": "ModuleCheck",
+                 "updateconfig": "UpdateConfig"}
+
+
+def _extension_match(pattern: str, exten: str) -> bool:
+    """Asterisk's extension patterns: _ then X (0-9), Z (1-9), N (2-9), [..], . (one or more), ! (zero or more)."""
+    if not pattern.startswith("_"):
+        return pattern == exten
+    import re
+    regex, i, body = "", 0, pattern[1:]
+    while i < len(body):
+        ch = body[i]
+        if ch in "xX":
+            regex += "[0-9]"
+        elif ch in "zZ":
+            regex += "[1-9]"
+        elif ch in "nN":
+            regex += "[2-9]"
+        elif ch == "[":
+            end = body.index("]", i)
+            regex += "[" + body[i + 1:end] + "]"
+            i = end
+        elif ch == ".":
+            regex += ".+"
+        elif ch == "!":
+            regex += ".*"
+        else:
+            regex += re.escape(ch)
+        i += 1
+    return re.fullmatch(regex, exten) is not None
 
 
 def _event_mask(value: str, read: frozenset[str]) -> frozenset[str]:

@@ -6,6 +6,7 @@ with are on `app.state` (settings, db, intake, clock) for routers that need them
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
@@ -32,6 +33,8 @@ def create_app(settings: Settings, db: Database, intake: Intake, clock: Clock,
     app.state.db = db
     app.state.intake = intake
     app.state.clock = clock
+    from dialer.safety.guards import install_guards   # safety (issue 17): headers, rate limit, CSRF
+    install_guards(app, settings, clock, settings.console.secret.encode("utf-8") or os.urandom(32))
     app.include_router(health_router(db))
     app.include_router(webhook_router(intake, settings.intake, clock, center_zone=settings.center_timezone))
     for router in routers:

@@ -3,7 +3,11 @@
 // The call card arrives as ready HTML rendered by the server; this script only puts it in place.
 (function () {
   "use strict";
-  var config = window.DIALER_CONSOLE || {};
+  // The page's settings come as a JSON data block (the Content-Security-Policy allows no inline script).
+  var configBlock = document.getElementById("console-config");
+  var config = configBlock ? JSON.parse(configBlock.textContent) : {};
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var CSRF_TOKEN = csrfMeta ? csrfMeta.content : "";
   var KIND_WORDS = config.kinds || {};
   var STATE_WORDS = config.states || {};
   var call = document.getElementById("call");
@@ -30,7 +34,8 @@
 
   function postJson(url, body) {
     return fetch(url, {method: "POST", credentials: "same-origin",
-                       headers: {"Content-Type": "application/json", "Accept": "application/json"},
+                       headers: {"Content-Type": "application/json", "Accept": "application/json",
+                                 "X-CSRF-Token": CSRF_TOKEN},
                        body: JSON.stringify(body)})
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (data) {
