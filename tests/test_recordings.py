@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import re
+
 import contextlib
 import json
 import logging
@@ -141,6 +143,9 @@ def test_given_a_negative_retention_then_settings_refuse_it_with_the_key():
 
 def sign_in(base: str, login: str, password: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=30, follow_redirects=False)
+    # as the browser does: open the sign-in page first, for the CSRF cookie and token (safety, issue 17)
+    page = client.get("/console/login")
+    client.headers["X-CSRF-Token"] = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
     answer = client.post("/console/login", data={"login": login, "password": password, "next": "/console"})
     assert answer.status_code == 303, answer.text
     return client
