@@ -703,10 +703,10 @@ class Daemon:
         return scheduler
 
     def _start_feeds(self) -> dict[str, asyncio.Task]:
-        from leads.sources.feed import FeedPoller
+        from leads.sources.feed import FeedPoller, HttpFeed
         tasks = {}
         for feed in self.settings.feeds:
-            poller = FeedPoller(feed, f"feed:{feed.name}", self.intake, self.db, self.clock)
+            poller = FeedPoller(feed, HttpFeed(feed), self.intake, self.db, self.clock)
             tasks[f"feed:{feed.name}"] = asyncio.create_task(poller.run(self._stopping), name=f"feed:{feed.name}")
         return tasks
 

@@ -344,3 +344,31 @@ url = "{closed_port_url()}"
     code, out, _ = run_cli("feeds", "list", "--format", "json")
     listed = {r["name"]: r for r in json.loads(out)}
     assert listed["shop"]["cursor"] == "c0" and listed["down"]["cursor"] is None
+
+
+def test_the_daemon_polls_a_configured_feed_and_stores_its_leads(sqlite_db, feed_server):
+    """A [[feeds]] entry in the daemon's settings is polled over HTTP by `dialer run` itself."""
+    import dataclasses
+
+    from tests.daemon_harness import daemon_settings, make_pbx, moscow_day_clock, running_daemon, wait_until
+    feed_server.page(None, [{"id": "a1", "tel": "+79125550101", "fio": "Пётр"},
+                            {"id": "a2", "tel": "8 912 555-01-02", "fio": "Ольга"}], next_cursor="c1")
+    feed_server.page("c1", [], next_cursor="c1")
+
+    async def scenario() -> list[Lead]:
+        pbx = make_pbx([{"pattern": r"\+7912555.*", "outcome": "busy"}])
+        port = await pbx.start()
+        settings = daemon_settings(sqlite_db.engine.url.render_as_string(hide_password=False), port)
+        settings = dataclasses.replace(settings, feeds=(feed_settings(feed_server.url),))
+        try:
+            async with running_daemon(settings, sqlite_db, moscow_day_clock()) as daemon:
+                await wait_until(lambda: len(leads_of(sqlite_db)) >= 2, 30, what="both feed leads stored")
+                assert daemon.failure is None
+        finally:
+            await pbx.stop()
+        return leads_of(sqlite_db)
+
+    stored = asyncio.run(scenario())
+    assert sorted(lead.phone_e164 for lead in stored) == ["+79125550101", "+79125550102"]
+    assert {lead.source for lead in stored} == {"feed:shop"}
+    assert None in feed_server.requests and "c1" in feed_server.requests
