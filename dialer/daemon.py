@@ -704,11 +704,12 @@ class Daemon:
 
     def _start_feeds(self) -> dict[str, asyncio.Task]:
         from leads.sources.feed import FeedPoller, HttpFeed
-        tasks = {}
-        for feed in self.settings.feeds:
-            poller = FeedPoller(feed, HttpFeed(feed), self.intake, self.db, self.clock)
-            tasks[f"feed:{feed.name}"] = asyncio.create_task(poller.run(self._stopping), name=f"feed:{feed.name}")
-        return tasks
+
+        async def poll(feed) -> None:
+            async with HttpFeed(feed) as source:   # its HTTP client is closed when the daemon stops
+                await FeedPoller(feed, source, self.intake, self.db, self.clock).run(self._stopping)
+        return {f"feed:{feed.name}": asyncio.create_task(poll(feed), name=f"feed:{feed.name}")
+                for feed in self.settings.feeds}
 
     def _start_connector(self) -> dict[str, asyncio.Task]:
         # crm connectors (issue 20): the chosen CRM's leads, polled like a feed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import threading
@@ -24,6 +25,7 @@ from kernel.settings import FeedSettings
 from leads.intake import Intake
 from leads.sources.feed import FeedPoller, HttpFeed, PollReport, read_cursor, retry_delay, write_cursor
 from tests.conftest import utc
+from tests.daemon_harness import daemon_settings, make_pbx, moscow_day_clock, running_daemon, wait_until
 
 START = utc(2026, 11, 23, 7, 0)
 
@@ -348,9 +350,6 @@ url = "{closed_port_url()}"
 
 def test_the_daemon_polls_a_configured_feed_and_stores_its_leads(sqlite_db, feed_server):
     """A [[feeds]] entry in the daemon's settings is polled over HTTP by `dialer run` itself."""
-    import dataclasses
-
-    from tests.daemon_harness import daemon_settings, make_pbx, moscow_day_clock, running_daemon, wait_until
     feed_server.page(None, [{"id": "a1", "tel": "+79125550101", "fio": "Пётр"},
                             {"id": "a2", "tel": "8 912 555-01-02", "fio": "Ольга"}], next_cursor="c1")
     feed_server.page("c1", [], next_cursor="c1")
