@@ -518,7 +518,6 @@ class Daemon:
                         log.warning("store.write_retry in=%.1fs pending=%s reason=%s", delay, self._writes_pending,
                                     self.store_health.reason)
                         await asyncio.sleep(delay)
-                await asyncio.to_thread(job)
             except Exception:
                 self.metrics.store_errors.labels("write").inc()
                 log.exception("store.write_failed (will be settled by reconciliation)")

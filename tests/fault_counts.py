@@ -6,13 +6,13 @@ call log (one CallRecord per call Asterisk placed, with the ATTEMPT_ID variable 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
 from kernel.db.engine import Database
-from kernel.db.models import CallAttempt, Lead
+from kernel.db.models import AttemptEvent, CallAttempt, Lead
 
 # What the daemon must record for a call the PBX ended this way (the simulator's outcome names;
 # the rule: README "Outcomes" and tests/test_daemon_e2e.py BEHAVIOURS).
@@ -34,11 +34,13 @@ class FaultCounts:
     redialed_after_connection: int = 0   # a later attempt of a lead whose earlier attempt has connected_at
     not_connected_despite_stored: int = 0   # connected_at stored, result not `connected`
     counted_not_sent: int = 0     # attempts counted (not cancelled-undialed) that never reached the PBX
+    events_written_twice: int = 0   # one call event stored twice (a write replayed after it was taken)
     leads: int = 0
 
     def problems(self) -> dict[str, int]:
         keys = ("lost", "unknown_known", "wrong", "stuck", "double_dialed", "redialed_after_connection",
-                "not_connected_despite_stored", "counted_not_sent")
+                "not_connected_despite_stored", "counted_not_sent",
+                "events_written_twice")
         return {k: getattr(self, k) for k in keys if getattr(self, k)}
 
 
@@ -54,7 +56,11 @@ def count(db: Database, call_log, *, ignore_results: set[str] = frozenset({"drop
     with db.read() as session:
         rows = {a.id: a for a in session.scalars(select(CallAttempt).order_by(CallAttempt.id))}
         counts.leads = session.scalar(select(func.count()).select_from(Lead)) or 0
+        events = session.execute(select(AttemptEvent.attempt_id, AttemptEvent.at, AttemptEvent.event,
+                                        AttemptEvent.to_state, AttemptEvent.detail)).all()
     counts.attempts = len(rows)
+    seen = Counter((a, at, event, to, repr(detail)) for a, at, event, to, detail in events)
+    counts.events_written_twice = sum(n - 1 for n in seen.values() if n > 1)
     placed: set[int] = set()
     per_lead = defaultdict(list)
     for record in call_log:

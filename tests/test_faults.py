@@ -120,8 +120,6 @@ def _assert_nothing_lost(db: Database, pbx, accepted: set[int]) -> None:
 
 # ------------------------------------------------------------------ SQLite write lock
 
-@pytest.mark.xfail(strict=False, reason="known defect after merging issues 11+12+18: under a held SQLite lock one "
-                   "lead is dialed twice and one result is wrong (passes on issue 11's branch alone); issue 11 stays open")
 def test_given_sqlite_write_lock_held_past_busy_timeout_when_calls_end_then_daemon_waits_and_stores_each_result(
         tmp_path):
     path = tmp_path / "dialer.db"
