@@ -155,3 +155,20 @@ def test_given_the_text_output_then_dialplan_context_names_in_brackets_are_print
             "DIALER_AMI_PORT": str(thread.port), "DIALER_AMI_SECRET": "dialer-secret"})
     assert result.exit_code == 1
     assert "FAIL originate context: context [dialer-trunk] of dial.channel does not exist" in result.stdout
+
+
+def test_the_cdr_file_check_follows_ami_cdr_csv_path(sqlite_db, tmp_path):
+    """Empty: a warning (results after a blind spell would be `unknown`), not a failure; a readable
+    file: ok; a folder that is not on this host: a failure, so doctor exits 1."""
+    code, found = run_doctor(sqlite_db, PbxConfig(users=(user(),)), DIALER_AMI_CDR_CSV_PATH="")
+    assert code == 0 and found["cdr backend"]["status"] == "warn"
+    cdr = tmp_path / "cdr-custom" / "dialer.csv"
+    cdr.parent.mkdir()
+    code, found = run_doctor(sqlite_db, PbxConfig(users=(user(),)), DIALER_AMI_CDR_CSV_PATH=str(cdr))
+    assert code == 0 and found["cdr backend"]["status"] == "warn" and "no CDR written yet" in found["cdr backend"]["detail"]
+    cdr.write_text('"1","dialer-trunk"\n', encoding="utf-8")
+    code, found = run_doctor(sqlite_db, PbxConfig(users=(user(),)), DIALER_AMI_CDR_CSV_PATH=str(cdr))
+    assert code == 0 and found["cdr backend"]["status"] == "ok"
+    missing = tmp_path / "not-mounted" / "dialer.csv"
+    code, found = run_doctor(sqlite_db, PbxConfig(users=(user(),)), DIALER_AMI_CDR_CSV_PATH=str(missing))
+    assert code == 1 and found["cdr backend"]["status"] == "fail" and "does not exist" in found["cdr backend"]["detail"]

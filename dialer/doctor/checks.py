@@ -120,6 +120,28 @@ def judge_caller_id(caller_id: str) -> Finding:
                    'set dial.caller_id, e.g. "Shop" <74950000000>')
 
 
+def judge_cdr_file(path: str, *, folder_exists: bool, file_exists: bool, readable: bool) -> Finding:
+    """The CDR file of `ami.cdr_csv_path` (asterisk_conf/cdr_custom.conf): how calls that ended while the
+    daemon was blind (AMI cut, restart) get their real outcome instead of `unknown`."""
+    name = "cdr backend"
+    if not path:
+        return Finding(name, Status.WARN, "ami.cdr_csv_path is empty: calls that end while the AMI link is down "
+                       "or the daemon restarts are stored `unknown`",
+                       "enable cdr_custom (asterisk_conf/cdr_custom.conf) and set ami.cdr_csv_path to its file",
+                       required=False)
+    if not folder_exists:
+        return Finding(name, Status.FAIL, f"{path}: its folder does not exist on this host",
+                       "mount Asterisk's cdr-custom folder here, or fix ami.cdr_csv_path")
+    if not file_exists:
+        return Finding(name, Status.WARN, f"{path}: no CDR written yet (the folder exists)",
+                       "check cdr_custom is loaded ('module show like cdr_custom') if calls were made",
+                       required=False)
+    if not readable:
+        return Finding(name, Status.FAIL, f"{path}: exists but this user cannot read it",
+                       "give the dialer user read access (e.g. the asterisk group)")
+    return Finding(name, Status.OK, f"{path}: readable")
+
+
 def judge_clock_skew(seconds: float, warn_at: float = 2.0) -> Finding:
     text = f"this host is {abs(seconds):.1f} s {'ahead of' if seconds > 0 else 'behind'} Asterisk"
     if abs(seconds) <= warn_at:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import datetime
 from typing import Any
 
@@ -137,16 +138,11 @@ async def probe_crm(settings: Settings, now: datetime, dry_run: bool) -> Finding
 
 
 def probe_results_backend(settings: Settings) -> Finding:
-    """The CDR/result backend of the fault-tolerance work, if this build has one (a `cdr` settings section)."""
-    section = getattr(settings, "cdr", None)
-    if section is None:
-        return Finding("cdr backend", Status.SKIP, "this build has no CDR/result backend setting yet",
-                       required=False)
-    enabled = any(bool(v) for v in vars(section).values() if isinstance(v, (str, bool)))
-    if enabled:
-        return Finding("cdr backend", Status.OK, "configured ([cdr])")
-    return Finding("cdr backend", Status.FAIL, "the [cdr] section is empty: results after an AMI outage cannot be "
-                   "settled from the CDR", "configure [cdr] (see README)")
+    """The CDR file the daemon reads for calls that ended while it was blind (faults, issue 11)."""
+    path = settings.ami.cdr_csv_path
+    return checks.judge_cdr_file(path, folder_exists=bool(path) and os.path.isdir(os.path.dirname(path) or "."),
+                                 file_exists=bool(path) and os.path.isfile(path),
+                                 readable=bool(path) and os.access(path, os.R_OK))
 
 
 def probe_caller_id(settings: Settings) -> Finding:
