@@ -38,6 +38,8 @@ from dialer.doctor.cli import app as doctor_app  # noqa: E402  doctor (issue 17)
 app.add_typer(doctor_app, name="doctor")
 from dialer.housekeeping.cli import app as prune_app  # noqa: E402  housekeeping (issue 17)
 app.add_typer(prune_app, name="prune")
+from dialer.alerts.cli import app as alerts_app  # noqa: E402  alerts (issue 14)
+app.add_typer(alerts_app, name="alerts")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

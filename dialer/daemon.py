@@ -99,6 +99,8 @@ class Daemon:
         self._placing = asyncio.Lock()
         self._wrapups: dict[int, str] = {}               # connected attempt -> operator interface
         self._alerted: set[int] = set()
+        self._ami_down_since: datetime | None = None   # alerts (issue 14)
+        self._next_abandon_check = clock.now()
         self._sender = None
         self.ami = AmiClient(settings.ami, clock, on_event=self._on_event)
         self.intake = Intake(db, default_region=settings.default_region, on_new_leads=self._new_leads_from_thread)
@@ -148,6 +150,7 @@ class Daemon:
             if sender is not None:
                 tasks["crm"] = sender
             tasks.update(_start_chains(self))   # touch chains (issue 19)
+            tasks.update(_start_alerts(self))   # alerts (issue 14)
             self.ready.set()
             log.info("daemon.started daemon_id=%s pbx=%s http=%s", self.daemon_id, self.pbx, self.http_url)
             stop_wait = asyncio.create_task(stop.wait(), name="stop")
@@ -584,6 +587,7 @@ class Daemon:
                 next_sla = loop.time() + SLA_CHECK_INTERVAL
                 try:
                     await self._sla_alerts(now)
+                    await self._watch_alerts(now)
                 except Exception:
                     log.exception("sla.check_failed")
             if loop.time() >= next_lease:
@@ -620,29 +624,46 @@ class Daemon:
                 self._wake.set()
 
     async def _sla_alerts(self, now: datetime) -> None:
-        """Once per lead: a log line and, if configured, a POST to the alert webhook."""
+        """Once per lead: a log line, and the lead's sla_at_risk / sla_breached alert (dialer/alerts)."""
+        from dialer.alerts.watch import sla_alerts
+
         def at_risk():
             with self.db.write() as session:
-                risks = [r for r in leads_at_risk(session, now, center_zone=self.center_zone)
-                         if r.lead_id not in self._alerted]
-                mark_sla_alerted(session, [r.lead_id for r in risks], now)
-                return risks
+                risks = leads_at_risk(session, now, center_zone=self.center_zone)
+                fresh = [r for r in risks if r.lead_id not in self._alerted]
+                mark_sla_alerted(session, [r.lead_id for r in fresh], now)
+                sla_alerts(session, risks, now)   # alerts (issue 14): in the same transaction
+                return fresh
         risks = await asyncio.to_thread(at_risk)
         for risk in risks:
             self._alerted.add(risk.lead_id)
             self.stats.alerts += 1
             self.metrics.sla_at_risk.inc()
             log.warning("sla.at_risk lead_id=%s deadline=%s", risk.lead_id, risk.deadline)
-            if self.settings.alerts.webhook_url:
-                await self._post_alert({"alert": "first_call_sla_at_risk", "lead_id": risk.lead_id,
-                                        "deadline": risk.deadline.isoformat() if risk.deadline else None})
 
-    async def _post_alert(self, body: dict[str, Any]) -> None:
-        try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                await client.post(self.settings.alerts.webhook_url, json=body)
-        except httpx.HTTPError as exc:
-            log.warning("alert.post_failed reason=%s", exc)
+    async def _watch_alerts(self, now: datetime) -> None:
+        """alerts (issue 14): ami_down after alerts.ami_down_seconds without AMI; today's abandon rate."""
+        from dialer.alerts.watch import abandon_alert, ami_down_alert
+        if self.ami.connected:
+            self._ami_down_since = None
+        elif self._ami_down_since is None:
+            self._ami_down_since = now
+        since = self._ami_down_since
+        down = since is not None and (now - since).total_seconds() >= self.settings.alerts.ami_down_seconds
+
+        look_at_abandons = now >= self._next_abandon_check
+        if look_at_abandons:
+            self._next_abandon_check = now + timedelta(seconds=60)
+        if not down and not look_at_abandons:
+            return
+
+        def raise_them():
+            with self.db.write() as session:
+                if down:
+                    ami_down_alert(session, self.pbx, since, now)
+                if look_at_abandons:
+                    abandon_alert(session, now, self.settings)
+        await asyncio.to_thread(raise_them)
 
     # ------------------------------------------------------------------ hosted services
 
@@ -773,6 +794,15 @@ def _start_chains(daemon: Daemon) -> dict[str, asyncio.Task]:
         return {}
     sender = EmailSender(daemon.db, daemon.settings.chains, daemon.clock, random.Random())
     return {"chains": asyncio.create_task(sender.run(catalog, daemon._stopping), name="chains")}
+
+
+def _start_alerts(daemon: Daemon) -> dict[str, asyncio.Task]:
+    """alerts (issue 14): group and deliver alerts; a broken channel delays alerts, never calls."""
+    from dialer.alerts.watch import settings_webhook_rules
+    from dialer.alerts.worker import AlertWorker
+    _quietly(settings_webhook_rules, daemon.db, daemon.settings, daemon.clock.now())
+    worker = AlertWorker(daemon.db, daemon.settings, daemon.clock, random.Random())
+    return {"alerts": asyncio.create_task(worker.run(daemon._stopping), name="alerts")}
 
 
 def _metrics_for(daemon: Daemon):

@@ -16,7 +16,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from kernel.clock import require_aware
-from dialer.crm.outbox import disposition_of_attempt, enqueue_alert, enqueue_outcome, outcome_of_attempt
+from dialer.crm.outbox import disposition_of_attempt, enqueue_outcome, outcome_of_attempt
 from kernel.db.engine import Database
 from kernel.db.models import CallAttempt, Disposition, Lead, Operator
 from kernel.errors import NotFound
@@ -126,11 +126,6 @@ def _apply(session: Session, attempt: CallAttempt, lead: Lead, valid: ValidDispo
     session.add(disposition)
     session.flush()
     outcome = enqueue_outcome(session, attempt, lead, disposition, now)
-    if rule.alert:
-        enqueue_alert(session, rule.alert, {"lead_id": lead.id, "attempt_id": attempt.id,
-                                            "operator_id": attempt.operator_id, "comment": valid.comment,
-                                            "order_number": lead.order_number},
-                      key=f"alert-{rule.alert}-{attempt.id}", lead_id=lead.id, attempt_id=attempt.id, now=now)
     log.info("disposition.recorded attempt_id=%s lead_id=%s kind=%s by=%s lead: %s -> %s -> %s", attempt.id,
              lead.id, valid.kind.value, recorded_by, before, valid.kind.value, lead.status)
     return DispositionRecord(disposition.id, attempt.id, lead.id, attempt.operator_id, disposition.kind,

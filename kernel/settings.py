@@ -238,8 +238,30 @@ class ExportSettings:
 
 @dataclass(frozen=True)
 class AlertSettings:
-    webhook_url: str = setting("", "URL that receives a POST for each alert (empty: log only)",
-                               http_url_or_empty)
+    webhook_url: str = setting("", "URL that receives a POST for every alert of every kind, besides the rule "
+                                   "table (empty: only the rules of `dialer alerts rules`)", http_url_or_empty)
+    # alerts (issue 14): how alerts are delivered; who gets which kind is the rule table
+    console_url: str = setting("", "Console address the alert texts link to (empty: recordings.public_url, "
+                                   "else http://<http.host>:<http.port>)", http_url_or_empty)
+    smtp_host: str = setting("", "SMTP server for e-mail alerts (empty: the one of [chains])")
+    smtp_port: int = setting(25, "SMTP port of that server", between(1, 65535))
+    smtp_starttls: bool = setting(False, "Upgrade the SMTP connection with STARTTLS")
+    smtp_username: str = setting("", "SMTP login (empty: no AUTH)")
+    smtp_password: str = setting("", "SMTP password", secret=True)
+    smtp_ca_file: str = setting("", "CA certificates (PEM) the SMTP server's STARTTLS certificate is checked "
+                                    "against, for a relay with a private CA (empty: the system's)")
+    from_address: str = setting("dialer@example.com", "From: address of e-mail alerts", not_empty)
+    telegram_bot_token: str = setting("", "Telegram bot token (from @BotFather) for Telegram alerts", secret=True)
+    telegram_api_url: str = setting("https://api.telegram.org", "Telegram Bot API address", http_url_or_empty)
+    timeout_seconds: float = setting(10.0, "Timeout of one delivery (SMTP, Telegram, webhook)", between(0.1, 600))
+    max_failures: int = setting(10, "Failed deliveries before a notice becomes a dead letter", between(1, 100))
+    retry_base_seconds: float = setting(30.0, "Delay after the first failed delivery; doubles with each failure",
+                                        between(0.01, 86400))
+    retry_max_seconds: float = setting(1800.0, "Longest delay between two delivery tries", between(0.01, 86400))
+    poll_seconds: float = setting(10.0, "How often the daemon groups and sends alerts", between(0.01, 3600))
+    ami_down_seconds: float = setting(60.0, "AMI disconnected this long raises ami_down", between(1, 86400))
+    abandon_min_answered: int = setting(20, "Answered calls today before abandon_rate_above is judged",
+                                        between(1, 100000))
 
 
 @dataclass(frozen=True)

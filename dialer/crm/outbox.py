@@ -28,8 +28,9 @@ log = logging.getLogger("dialer.crm.outbox")
 
 class Topic(StrEnum):
     OUTCOME = "outcome"   # one per attempt: to the CRM and to the nightly file
-    ALERT = "alert"       # for the team lead (complaint); delivered by the alerts component
+    ALERT = "alert"       # alerts (issue 14): one per event, raised in its transaction (dialer/alerts)
     EMAIL = "email"       # a touch-chain e-mail; delivered over SMTP by dialer/chains/mailer.py
+    ALERT_NOTICE = "alert_notice"   # alerts (issue 14): a rule's grouped notice to one recipient
 
 
 class OutboxStatus(StrEnum):
@@ -143,18 +144,10 @@ def enqueue_outcome(session: Session, attempt: CallAttempt, lead: Lead, disposit
                             failures=0, next_try_at=now, created_at=now)
     session.add(message)
     session.flush()
+    from dialer.alerts.raising import alerts_for_outcome   # alerts (issue 14): in the outcome's transaction
+    alerts_for_outcome(session, attempt, lead, disposition, operator_name, now)
     log.info("outbox.enqueued lead_id=%s attempt_id=%s outbox_id=%s result=%s disposition=%s", lead.id,
              attempt.id, message.id, attempt.result, payload["disposition"])
-    return message
-
-
-def enqueue_alert(session: Session, kind: str, payload: dict[str, Any], key: str, lead_id: int | None,
-                  attempt_id: int | None, now: datetime) -> OutboxMessage:
-    """An alert for the team lead, written with the outcome that raised it."""
-    message = OutboxMessage(topic=Topic.ALERT.value, lead_id=lead_id, attempt_id=attempt_id,
-                            idempotency_key=key, payload={"alert": kind, **payload},
-                            status=OutboxStatus.PENDING.value, failures=0, next_try_at=now, created_at=now)
-    session.add(message)
     return message
 
 

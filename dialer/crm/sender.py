@@ -185,6 +185,8 @@ class OutboxSender:
                                      self.settings.max_failures)
                 if status == OutboxStatus.DEAD.value:
                     dead += 1
+                    from dialer.alerts.raising import crm_dead_letter_alert   # alerts (issue 14)
+                    crm_dead_letter_alert(session, delivery.id, delivery.lead_id, delivery.payload, error, at)
                     log.error("crm.dead outbox_id=%s lead_id=%s key=%s failures=%d error=%s", delivery.id,
                               delivery.lead_id, delivery.key, failures, error)
                 else:

@@ -258,6 +258,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_next", "status", "next_try_at"),
         Index("ix_outbox_lead", "lead_id", "id"),
         Index("ix_outbox_export", "export_batch", "id"),
+        Index("ix_outbox_topic_status", "topic", "status"),   # alerts (issue 14)
     )
 
 
@@ -365,3 +366,33 @@ class ConsentRecord(Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
     recorded_by: Mapped[str] = mapped_column(String(100))
     at: Mapped[datetime]
+
+
+# ---------------------------------------------------------------- alerts (issue 14)
+
+class AlertRule(Base):
+    """Who gets which alert by which channel: policy data, changed with `dialer alerts rules`."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(16))          # email, telegram, webhook
+    recipient: Mapped[str] = mapped_column(String(500))       # address, chat id, URL
+    min_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))   # large_order: from this sum on
+    above_percent: Mapped[float | None]                       # abandon_rate_above: the threshold
+    group_seconds: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    last_notice_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class AlertDispatch(Base):
+    """An alert taken into a notice by a rule: once per (alert, rule), so never sent twice."""
+
+    __tablename__ = "alert_dispatch"
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id"), primary_key=True, index=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"))
