@@ -48,7 +48,7 @@ def dispatch(session: Session, now: datetime, *, link: str, zone: ZoneInfo) -> D
     rules = [(row, rule_of(row)) for row in rows]
     ids = [a.id for a in alerts]
     taken = set(session.execute(select(AlertDispatch.alert_id, AlertDispatch.rule_id)
-                                .where(AlertDispatch.alert_id.in_(ids))).tuples())
+                                .where(AlertDispatch.alert_id.in_(ids))).tuples().all())
     notices = grouped = 0
     held: set[int] = set()
     for row, rule in rules:

@@ -45,7 +45,7 @@ def answered_today(session: Session, now: datetime, zone: ZoneInfo) -> tuple[int
     rows = dict(session.execute(select(CallAttempt.result, func.count())
                                 .where(CallAttempt.ended_at >= start, CallAttempt.ended_at < start + timedelta(days=1),
                                        CallAttempt.result.in_(("connected", "abandoned")))
-                                .group_by(CallAttempt.result)).tuples())
+                                .group_by(CallAttempt.result)).tuples().all())
     abandoned = rows.get("abandoned", 0)
     return abandoned, abandoned + rows.get("connected", 0)
 
