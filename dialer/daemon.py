@@ -100,6 +100,7 @@ class Daemon:
         self._wrapups: dict[int, str] = {}               # connected attempt -> operator interface
         self._alerted: set[int] = set()
         self._ami_down_since: datetime | None = None   # alerts (issue 14)
+        self._report_mailer = None                      # scheduled reports (issue 14)
         self._next_abandon_check = clock.now()
         self._sender = None
         self.ami = AmiClient(settings.ami, clock, on_event=self._on_event)
@@ -151,6 +152,9 @@ class Daemon:
                 tasks["crm"] = sender
             tasks.update(_start_chains(self))   # touch chains (issue 19)
             tasks.update(_start_alerts(self))   # alerts (issue 14)
+            if self._report_mailer is not None:   # scheduled reports (issue 14): sends, and retries failed ones
+                tasks["reports"] = asyncio.create_task(_send_reports(self._report_mailer, self._stopping),
+                                                       name="reports")
             self.ready.set()
             log.info("daemon.started daemon_id=%s pbx=%s http=%s", self.daemon_id, self.pbx, self.http_url)
             stop_wait = asyncio.create_task(stop.wait(), name="stop")
@@ -717,6 +721,12 @@ class Daemon:
         schedule_retention(scheduler, self.settings, self.clock)   # recordings (issue 14)
         from dialer.housekeeping.prune import schedule_housekeeping   # housekeeping (issue 17)
         schedule_housekeeping(scheduler, self.db, self.settings, self.clock)
+        if self.settings.reports.schedule:   # scheduled reports (issue 14)
+            from dialer.reports.schedule import ReportMailer, catch_up, schedule_reports
+            self._report_mailer = ReportMailer(self.db, self.settings, self.clock)
+            schedule_reports(scheduler, self._report_mailer)
+            asyncio.get_running_loop().run_in_executor(None, _quietly, catch_up, self.db, self.settings,
+                                                       self.clock.now())
         scheduler.start()
         asyncio.get_running_loop().run_in_executor(None, _quietly, catch_up_missed_export, self.db, self.settings,
                                                    self.clock)
@@ -803,6 +813,15 @@ def _start_alerts(daemon: Daemon) -> dict[str, asyncio.Task]:
     _quietly(settings_webhook_rules, daemon.db, daemon.settings, daemon.clock.now())
     worker = AlertWorker(daemon.db, daemon.settings, daemon.clock, random.Random())
     return {"alerts": asyncio.create_task(worker.run(daemon._stopping), name="alerts")}
+
+
+async def _send_reports(mailer, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        _ = await asyncio.to_thread(_quietly, mailer.send_due)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=max(1.0, mailer.settings.alerts.poll_seconds))
+        except TimeoutError:
+            pass
 
 
 def _metrics_for(daemon: Daemon):

@@ -344,11 +344,46 @@ class RecordingsSettings:
                                      "prune` and the daemon's nightly run (0: kept forever)", between(0, 36500))
 
 
+REPORT_PERIODS = ("today", "yesterday", "last_7_days", "last_week", "this_month", "last_month")
+
+
+def cron_expression(value: Any) -> str | None:
+    from apscheduler.triggers.cron import CronTrigger
+    try:
+        CronTrigger.from_crontab(value)
+    except (ValueError, TypeError) as exc:
+        return f"a crontab line of 5 fields (minute hour day month weekday), e.g. '0 8 * * 1-5' ({exc})"
+    return None
+
+
+def email_list(value: Any) -> str | None:
+    addresses = [a.strip() for a in value.split(",")]
+    if all(re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", a) for a in addresses):
+        return None
+    return "e-mail addresses, comma-separated"
+
+
+@dataclass(frozen=True)
+class ReportScheduleSettings:
+    # scheduled reports (issue 14): one [[reports.schedule]] table each
+    name: str = setting(dataclasses.MISSING, "Name of the scheduled report (in the subject and the file name)",
+                        not_empty)
+    cron: str = setting(dataclasses.MISSING, "When, as a crontab line in the center's zone, e.g. '0 8 * * *'",
+                        cron_expression)
+    recipients: str = setting(dataclasses.MISSING, "Who gets it: e-mail addresses, comma-separated", email_list)
+    period: str = setting("yesterday", "Which days the report covers, counted from the run's date",
+                          one_of(*REPORT_PERIODS))
+    by: str = setting("", "Breakdown as for `dialer report --by`, e.g. 'day,operator' (empty: totals)")
+    format: str = setting("xlsx", "Attached file: xlsx, csv, or png (the charts)", one_of("xlsx", "csv", "png"))
+
+
 @dataclass(frozen=True)
 class ReportsSettings:
     # reports (issue 13): the topics an operator may give a conversation result
     topics: str = setting("доставка, цена, качество, оплата, гарантия, другое",
                           "Topics a disposition may carry (comma-separated; empty: any topic refused)")
+    schedule: tuple = setting(default_factory=tuple, help="Reports e-mailed on a schedule: [[reports.schedule]] "
+                                                          "tables in the TOML file")
 
 
 @dataclass(frozen=True)
@@ -427,6 +462,9 @@ class Settings:
     feeds: tuple = setting(default_factory=tuple, help="Pull sources: [[feeds]] tables in the TOML file")
 
 
+# Fields of a section that hold a list of tables ([[reports.schedule]]): the class of one table.
+TABLE_LISTS: dict[str, dict[str, type]] = {"reports": {"schedule": ReportScheduleSettings}}
+
 SECTIONS: dict[str, type] = {
     "http": HttpSettings, "intake": IntakeSettings, "ami": AmiSettings, "dial": DialSettings,
     "crm": CrmSettings, "export": ExportSettings, "alerts": AlertSettings,
@@ -457,6 +495,8 @@ def describe() -> list[SettingInfo]:
     for f in dataclasses.fields(Settings):
         if f.name in SECTIONS:
             for sf in dataclasses.fields(SECTIONS[f.name]):
+                if sf.name in TABLE_LISTS.get(f.name, {}):
+                    continue   # a list of tables: only in the TOML file
                 rows.append(_info(f"{f.name}.{sf.name}", sf))
         elif f.name != "feeds":
             rows.append(_info(f.name, f))
@@ -592,11 +632,33 @@ def _build_section(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
         raise SettingsError(f"'{prefix}' must be a table of settings")
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if f.name in values:
+        item_class = TABLE_LISTS.get(prefix, {}).get(f.name)
+        if item_class is not None and f.name in values:
+            kwargs[f.name] = _build_tables(item_class, values[f.name], f"{prefix}.{f.name}")
+        elif f.name in values:
             kwargs[f.name] = _coerce(f"{prefix}.{f.name}", f, values[f.name])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise SettingsError(f"{prefix}.{f.name} is required")
     return cls(**kwargs)
+
+
+def _build_tables(cls: type, value: Any, prefix: str) -> tuple:
+    """[[section.name]] tables: each built and checked like a section, names unique."""
+    if not isinstance(value, list):
+        raise SettingsError(f"{prefix} must be a list of [[{prefix}]] tables")
+    known = {f.name for f in dataclasses.fields(cls)}
+    items = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise SettingsError(f"{prefix}[{i}] must be a table")
+        for key in item:
+            if key not in known:
+                raise SettingsError(f"unknown setting '{prefix}[{i}].{key}'; known: {', '.join(sorted(known))}")
+        items.append(_build_section(cls, item, f"{prefix}[{i}]"))
+    names = [getattr(x, "name", i) for i, x in enumerate(items)]
+    if len(names) != len(set(names)):
+        raise SettingsError(f"{prefix}: every [[{prefix}]] entry needs its own name")
+    return tuple(items)
 
 
 def _build_feeds(value: Any) -> tuple[FeedSettings, ...]:

@@ -31,6 +31,7 @@ class Topic(StrEnum):
     ALERT = "alert"       # alerts (issue 14): one per event, raised in its transaction (dialer/alerts)
     EMAIL = "email"       # a touch-chain e-mail; delivered over SMTP by dialer/chains/mailer.py
     ALERT_NOTICE = "alert_notice"   # alerts (issue 14): a rule's grouped notice to one recipient
+    REPORT = "report"     # scheduled reports (issue 14): one run of a [[reports.schedule]] entry
 
 
 class OutboxStatus(StrEnum):
