@@ -43,6 +43,12 @@ class AlertWorker:
         self.zone = ZoneInfo(settings.center_timezone)
 
     def dispatch(self, now: datetime) -> DispatchCounts:
+        from sqlalchemy import select
+        from kernel.db.models import OutboxMessage
+        with self.db.read() as session:   # most passes find nothing: no write transaction for them
+            if session.scalar(select(OutboxMessage.id).where(OutboxMessage.topic == Topic.ALERT.value,
+                                                             OutboxMessage.status == "pending").limit(1)) is None:
+                return DispatchCounts()
         with self.db.write() as session:
             return dispatch(session, now, link=console_link(self.settings), zone=self.zone)
 
