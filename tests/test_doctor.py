@@ -166,6 +166,8 @@ def test_the_cdr_file_check_follows_ami_cdr_csv_path(sqlite_db, tmp_path):
     cdr.parent.mkdir()
     code, found = run_doctor(sqlite_db, PbxConfig(users=(user(),)), DIALER_AMI_CDR_CSV_PATH=str(cdr))
     assert code == 0 and found["cdr backend"]["status"] == "warn" and "no CDR written yet" in found["cdr backend"]["detail"]
+    code, found = run_doctor(sqlite_db, PbxConfig(users=(user(),)), DIALER_AMI_CDR_CSV_PATH=str(cdr.parent))
+    assert code == 1 and found["cdr backend"]["status"] == "fail" and "is a folder" in found["cdr backend"]["detail"]
     cdr.write_text('"1","dialer-trunk"\n', encoding="utf-8")
     code, found = run_doctor(sqlite_db, PbxConfig(users=(user(),)), DIALER_AMI_CDR_CSV_PATH=str(cdr))
     assert code == 0 and found["cdr backend"]["status"] == "ok"

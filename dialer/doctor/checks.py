@@ -120,7 +120,8 @@ def judge_caller_id(caller_id: str) -> Finding:
                    'set dial.caller_id, e.g. "Shop" <74950000000>')
 
 
-def judge_cdr_file(path: str, *, folder_exists: bool, file_exists: bool, readable: bool) -> Finding:
+def judge_cdr_file(path: str, *, folder_exists: bool, file_exists: bool, readable: bool,
+                   is_folder: bool = False) -> Finding:
     """The CDR file of `ami.cdr_csv_path` (asterisk_conf/cdr_custom.conf): how calls that ended while the
     daemon was blind (AMI cut, restart) get their real outcome instead of `unknown`."""
     name = "cdr backend"
@@ -132,6 +133,10 @@ def judge_cdr_file(path: str, *, folder_exists: bool, file_exists: bool, readabl
     if not folder_exists:
         return Finding(name, Status.FAIL, f"{path}: its folder does not exist on this host",
                        "mount Asterisk's cdr-custom folder here, or fix ami.cdr_csv_path")
+    if is_folder:
+        return Finding(name, Status.FAIL, f"{path} is a folder: ami.cdr_csv_path names the CSV file itself",
+                       "set ami.cdr_csv_path to the file cdr_custom writes, e.g. /var/log/asterisk/cdr-custom/"
+                       "dialer.csv")
     if not file_exists:
         return Finding(name, Status.WARN, f"{path}: no CDR written yet (the folder exists)",
                        "check cdr_custom is loaded ('module show like cdr_custom') if calls were made",

@@ -142,7 +142,8 @@ def probe_results_backend(settings: Settings) -> Finding:
     path = settings.ami.cdr_csv_path
     return checks.judge_cdr_file(path, folder_exists=bool(path) and os.path.isdir(os.path.dirname(path) or "."),
                                  file_exists=bool(path) and os.path.isfile(path),
-                                 readable=bool(path) and os.access(path, os.R_OK))
+                                 readable=bool(path) and os.access(path, os.R_OK),
+                                 is_folder=bool(path) and os.path.isdir(path))
 
 
 def probe_caller_id(settings: Settings) -> Finding:
