@@ -239,6 +239,17 @@ COMMANDS = [
     lambda a: ["policy", "set", a, "1"], lambda a: ["leads", "list", "--format", a], lambda a: ["operators", "add", a],
     lambda a: ["crm", "retry", a], lambda a: ["dispose", a, "confirmed", "--amount", "5"],
     lambda a: ["operators", "set", a, "--level", "2"], lambda a: ["export", "--since", a, "--out", "-"],
+    # alerts (issue 14)
+    lambda a: ["alerts", "rules", "add", "--kind", a, "--channel", "email", "--to", "a@shop.ru"],
+    lambda a: ["alerts", "rules", "add", "--kind", "complaint", "--channel", a, "--to", "a@shop.ru"],
+    lambda a: ["alerts", "rules", "add", "--kind", "complaint", "--channel", "telegram", "--to", a],
+    lambda a: ["alerts", "rules", "add", "--kind", "large_order", "--min-amount", a, "--channel", "email",
+               "--to", "a@shop.ru"],
+    lambda a: ["alerts", "rules", "add", "--kind", "abandon_rate_above", "--above", a, "--channel", "webhook",
+               "--to", "http://127.0.0.1:9/x"],
+    lambda a: ["alerts", "rules", "remove", a], lambda a: ["alerts", "rules", "disable", a],
+    lambda a: ["alerts", "test", "--kind", a], lambda a: ["alerts", "list", "--last", a],
+    lambda a: ["alerts", "retry", a],
 ]
 
 
@@ -310,9 +321,12 @@ def test_fuzz_settings_give_settings_or_a_one_line_error_without_secrets(values,
 @FUZZ
 @given(toml=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=120)
        | st.builds(lambda section, key, value: f"[{section}]\n{key} = {value}\n",
-                   st.sampled_from(["intake", "http", "ami", "intake.fields", "console", "feeds", "nope"]),
-                   st.sampled_from(["token", "port", "fields", "phone", "secret", "query_token", "x"]),
-                   st.sampled_from(['"Europe"', "5", "true", "[1]", '["a", 2]', "{}", '"x"', "-1"])))
+                   st.sampled_from(["intake", "http", "ami", "intake.fields", "console", "feeds", "nope",
+                                    "alerts", "[reports.schedule]"]),
+                   st.sampled_from(["token", "port", "fields", "phone", "secret", "query_token", "x", "cron",
+                                    "recipients", "period", "schedule", "telegram_api_url", "smtp_port"]),
+                   st.sampled_from(['"Europe"', "5", "true", "[1]", '["a", 2]', "{}", '"x"', "-1",
+                                    '"0 8 * * 1-5"', '"61 * * * *"', '"a@b.ru"'])))
 def test_fuzz_settings_files_give_settings_or_a_one_line_error(tmp_path_factory, toml):
     path = tmp_path_factory.mktemp("toml") / "dialer.toml"
     path.write_text(toml, encoding="utf-8")
