@@ -36,6 +36,7 @@ from kernel.clock import Clock
 from dialer.console.hub import ConsoleHub   # console (issue 6)
 from kernel.db.engine import Database
 from dialer.pacing import MemberStatus, OperatorBoard, Presence, calls_to_place
+from dialer.reports.presence import PresenceLog, record_presence   # reports (issue 13): hours worked
 from dialer.resilience import holds as operator_holds   # faults (issue 11)
 from dialer.resilience.store import StoreHealth, is_outage   # faults (issue 11)
 from kernel.settings import Settings, resolved_daemon_id
@@ -80,6 +81,7 @@ class Daemon:
         self.pbx = settings.ami.name
         self.center_zone = settings.center_timezone
         self.board = OperatorBoard()
+        self.presence_log = PresenceLog()
         self.tracker = CallTracker()
         self.stats = DaemonStats()
         self.serve_http = serve_http
@@ -447,10 +449,12 @@ class Daemon:
             if event.queue == self.settings.dial.queue:
                 self.board.member_status(event.interface, event.member_name, _member_status(event.status),
                                          event.paused, event.in_call)
+                self._log_presence(now)
                 self._wake.set()
         elif isinstance(event, QueueMemberPause):
             if event.queue == self.settings.dial.queue:
                 self.board.paused(event.interface, event.paused)
+                self._log_presence(now)
                 log.info("operator.%s interface=%s reason=%s", "paused" if event.paused else "resumed",
                          event.interface, event.reason or "-")
                 self._wake.set()
@@ -532,6 +536,12 @@ class Daemon:
                 self._writes_pending -= 1
                 self._writes.task_done()
 
+    def _log_presence(self, now: datetime) -> None:
+        """Operators who became working, paused or offline: one row each, written behind the calls' writes."""
+        changes = self.presence_log.changes(self.board.presences(), now)
+        if changes:
+            self._queue_write(lambda c=tuple(changes): record_presence(self.db, self.pbx, c))
+
     def _queue_write(self, job: Callable[[], Any]) -> None:
         self._writes_pending += 1
         self._writes.put_nowait(job)
@@ -559,6 +569,7 @@ class Daemon:
             snapshot = await self.ami.queue_status(self.settings.dial.queue)
             self.board.reset([Presence(m.interface, m.member_name, _member_status(m.status), m.paused, m.in_call)
                               for m in snapshot.members if m.queue == self.settings.dial.queue])
+            self._log_presence(self.clock.now())
             log.info("queue.status queue=%s members=%s available=%s", self.settings.dial.queue,
                      len(snapshot.members), len(self.board.available(self.clock.now())))
             await self._reconcile()

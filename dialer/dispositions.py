@@ -121,7 +121,8 @@ def _apply(session: Session, attempt: CallAttempt, lead: Lead, valid: ValidDispo
     disposition = Disposition(attempt_id=attempt.id, lead_id=lead.id, operator_id=attempt.operator_id,
                               kind=valid.kind.value, amount=valid.amount, currency=valid.currency,
                               callback_at=valid.callback_at, comment=valid.comment,
-                              custom_fields=valid.custom_fields, topic=valid.topic, recorded_by=recorded_by,
+                              custom_fields=valid.custom_fields, topic=valid.topic, script_id=valid.script_id,
+                              script_version=valid.script_version, recorded_by=recorded_by,
                               created_at=now)
     session.add(disposition)
     session.flush()

@@ -102,6 +102,8 @@ class DispositionInput:
     comment: str | None = None
     custom_fields: Mapping[str, Any] | None = None
     topic: str | None = None                    # reports (issue 13): one of settings.reports.topics
+    script_id: str | None = None                # the script the operator worked from (console)
+    script_version: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class ValidDisposition:
     comment: str | None
     custom_fields: dict[str, Any] | None = field(default=None)
     topic: str | None = None
+    script_id: str | None = None
+    script_version: int | None = None
 
     @property
     def rule(self) -> DispositionRule:
@@ -157,8 +161,25 @@ def validate(given: DispositionInput, *, now: datetime, center_zone: str, lead_z
     callback_at = _callback_time(kind, rule, given.callback_at, now=now, center_zone=center_zone,
                                  lead_zone=lead_zone, policy=policy)
     comment = _comment(given.comment)
+    script_id, script_version = _script(given.script_id, given.script_version)
     return ValidDisposition(kind, amount, currency, callback_at, comment, _custom_fields(given.custom_fields),
-                            _topic(given.topic, topics))
+                            _topic(given.topic, topics), script_id, script_version)
+
+
+def _script(script_id: str | None, version: int | str | None) -> tuple[str | None, int | None]:
+    """The script shown on the call card, as the console sends it back: an id of at most 100 characters
+    and a version number (both optional; the catalog itself is not consulted here)."""
+    if script_id is None or not str(script_id).strip():
+        return None, None
+    sid = str(script_id).strip()
+    if len(sid) > 100 or any(ch.isspace() for ch in sid):
+        raise DispositionRefused("script_id is at most 100 characters with no spaces")
+    if version is None or str(version).strip() == "":
+        return sid, None
+    text = str(version).strip()
+    if isinstance(version, bool) or not text.isdigit() or len(text) > 9:
+        raise DispositionRefused(f"script_version {version!r} is not a whole number")
+    return sid, int(text)
 
 
 def parse_topics(text: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -140,10 +140,13 @@ class OperatorPage:
     def wait_card(self, lead_id: int, timeout: float = 30_000) -> Any:
         return self.page.wait_for_selector(f'#card[data-lead="{lead_id}"] #lead-name', timeout=timeout)
 
-    def dispose(self, kind: str, *, amount: str | None = None, comment: str | None = None) -> None:
+    def dispose(self, kind: str, *, amount: str | None = None, comment: str | None = None,
+                topic: str | None = None) -> None:
         self.page.select_option("#kind", kind)
         if amount is not None:
             self.page.fill("#amount", amount)
+        if topic is not None:
+            self.page.select_option("#topic", topic)
         if comment is not None:
             self.page.fill("#comment", comment)
         self.page.click("#disposition-submit")

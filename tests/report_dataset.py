@@ -102,7 +102,7 @@ def build(db) -> dict[str, int]:
                                   recorded_by="test", topics=TOPICS)
 
     dispose("L1#2", "confirmed", moscow(2026, 11, 23, 10, 36), amount="12500", comment="доставка завтра",
-            topic="доставка")
+            topic="доставка", script_id="ru-order-first-contact", script_version="2")
     try:
         dispose("L2#1", "confirmed", moscow(2026, 11, 24, 0, 26), amount="-1")
         raise AssertionError("a negative amount must be refused")

@@ -84,13 +84,19 @@ def test_given_an_operator_in_chromium_when_calls_connect_then_card_script_and_d
         assert stored_dispositions(db) == []
 
         operator.wait_state("wrap_up")   # the customer hung up: Анна records the outcome
-        operator.dispose("confirmed", amount="4990", comment="Доставка в субботу, оплата картой")
+        # the topic list is the configured one (reports.topics), offered in Russian
+        topics = operator.page.eval_on_selector_all("#topic option", "els => els.map(e => e.value)")
+        assert topics == ["", "доставка", "цена", "качество", "оплата", "гарантия", "другое"]
+        operator.dispose("confirmed", amount="4990", comment="Доставка в субботу, оплата картой", topic="доставка")
         done = operator.page.wait_for_selector("#disposition-done")
         assert "Итог записан" in done.inner_text() and "4990" in done.inner_text()
         (disposition,) = stored_dispositions(db)
         assert (disposition.kind, disposition.amount, disposition.operator_id) == ("confirmed", Decimal("4990.00"),
                                                                                   ids["PJSIP/op1"])
         assert disposition.comment == "Доставка в субботу, оплата картой"
+        # the topic chosen and the script on the card travel with the result (the `script` breakdown)
+        assert (disposition.topic, disposition.script_id) == ("доставка", "ru-order-first-contact")
+        assert isinstance(disposition.script_version, int) and disposition.script_version >= 1
         operator.wait_state("available")
 
         # the screen-pop delay, call after call

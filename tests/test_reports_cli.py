@@ -44,6 +44,26 @@ def test_by_day_operator_csv(run_dialer, ids):
     assert "leads" not in rows[0]      # leads are not split by operator
 
 
+def test_refusals_by_reason_and_the_script_breakdown(run_dialer, ids):
+    done = run_dialer("report", "refusals", *SPAN, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    # the dataset's one refusal: L7's not_interested with the topic цена
+    assert json.loads(done.stdout)["rows"] == [{"kind": "not_interested", "topic": "цена", "refusals": 1,
+                                               "share_pct": 100.0}]
+    table = run_dialer("report", "refusals", *SPAN)
+    assert table.returncode == 0 and "not_interested" in table.stdout and "цена" in table.stdout
+    done = run_dialer("report", *SPAN, "--by", "script", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    found = {r["script"]: r for r in csv.DictReader(io.StringIO(done.stdout))}
+    # L1#2 was recorded with the script ru-order-first-contact: one conversation, one order of 12500
+    assert (found["ru-order-first-contact"]["calls"], found["ru-order-first-contact"]["call_orders"]) == ("1", "1")
+    assert found["ru-order-first-contact"]["call_order_sum"] == "12500.00"
+    assert "worked_hours" not in found["ru-order-first-contact"]   # hours worked are not split by script
+    by_operator = run_dialer("report", *SPAN, "--by", "operator", "--format", "json")
+    assert by_operator.returncode == 0, by_operator.stderr
+    assert all("occupancy_pct" in r for r in json.loads(by_operator.stdout)["rows"])
+
+
 def test_xlsx_and_plot(run_dialer, ids, tmp_path):
     import openpyxl
     done = run_dialer("report", *SPAN, "--by", "day", "--format", "xlsx", "-o", "r.xlsx", "--plot", "charts.png")

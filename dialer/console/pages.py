@@ -13,7 +13,7 @@ from decimal import Decimal
 from html import escape
 from pathlib import Path
 from string import Template
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from dialer.console.auth import Identity
@@ -129,9 +129,11 @@ def teamlead_page(identity: Identity, view: TeamLeadView, zone: ZoneInfo) -> str
 
 # ---------------------------------------------------------------- the call card
 
-def call_card(card: CallCard, zone: ZoneInfo, now: datetime, center_zone_name: str) -> str:
+def call_card(card: CallCard, zone: ZoneInfo, now: datetime, center_zone_name: str,
+              topics: Sequence[str] = ()) -> str:
     return (f'<article class="card" id="card" data-attempt="{card.attempt_id}" data-lead="{card.lead_id}">'
-            f'<div class="side">{_lead_section(card, zone, now)}{_disposition_section(card, center_zone_name)}</div>'
+            f'<div class="side">{_lead_section(card, zone, now)}'
+            f'{_disposition_section(card, center_zone_name, topics)}</div>'
             f"{_script_section(card)}</article>")
 
 
@@ -230,11 +232,14 @@ def _lines(text: str) -> str:
     return "<br>".join(escape(line) for line in text.strip().splitlines())
 
 
-def _disposition_section(card: CallCard, center_zone_name: str) -> str:
+def _disposition_section(card: CallCard, center_zone_name: str, topics: Sequence[str] = ()) -> str:
     if card.disposition is not None:
         return (f'<section class="disposition done" id="disposition-done"><h2>Итог записан</h2>'
                 f"<p>{_disposition_words(card.disposition, ZoneInfo(center_zone_name))}</p></section>")
     options = "".join(f'<option value="{kind}">{escape(words)}</option>' for kind, words in KIND_WORDS.items())
+    topic_options = "".join(f'<option value="{escape(t, quote=True)}">{escape(t)}</option>' for t in topics)
+    topic_field = (f'<label>Тема разговора <select name="topic" id="topic"><option value="">— без темы —</option>'
+                   f'{topic_options}</select></label>' if topics else "")
     whose_time = (f"время клиента ({escape(card.timezone)})" if card.timezone
                   else f"время центра ({escape(center_zone_name)})")
     return f"""<section class="disposition" id="disposition"><h2>Итог разговора</h2>
@@ -245,7 +250,7 @@ def _disposition_section(card: CallCard, center_zone_name: str) -> str:
 <label>Валюта <input name="currency" id="currency" value="RUB" maxlength="3" size="4"></label></div>
 <div class="for-callback"><label>Перезвонить (<span>{whose_time}</span>)
 <input name="callback_at" id="callback-at" type="datetime-local"></label></div>
-<label>Комментарий <textarea name="comment" id="comment" rows="2" maxlength="10000"></textarea></label>
+{topic_field}<label>Комментарий <textarea name="comment" id="comment" rows="2" maxlength="10000"></textarea></label>
 <button type="submit" id="disposition-submit">Записать итог</button>
 <p class="error" id="disposition-error" role="alert" hidden></p>
 </form></section>"""

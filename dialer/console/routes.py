@@ -50,6 +50,7 @@ from dialer.safety.throttle import LockoutRule, SignInThrottle, retry_after_head
 from kernel.db.engine import Database
 from kernel.errors import NotFound, UsageError
 from kernel.settings import Settings
+from leads.disposition import parse_topics
 from scripts_catalog import catalog_directory, flag_gap
 
 log = logging.getLogger("dialer.console")
@@ -278,7 +279,8 @@ class Console:
             return None
         if not owns_call(card.operator_id, card.operator_interface, identity.operator_id, identity.interface):
             return None
-        html = pages.call_card(card, self.zone, self.clock.now(), self.settings.center_timezone)
+        html = pages.call_card(card, self.zone, self.clock.now(), self.settings.center_timezone,
+                               parse_topics(self.settings.reports.topics))
         pushed = pop is not None and pop.attempt_id == attempt_id
         return {"attempt_id": card.attempt_id, "lead_id": card.lead_id,
                 "event_ms": pop.event_epoch_ms if pushed else None,            # the AMI event, received
@@ -404,7 +406,7 @@ class Console:
         except UsageError as exc:
             return HTMLResponse(pages.forbidden_page(f"Неверный период: {exc}", "/console/teamlead/report"),
                                 status_code=400)
-        body = await asyncio.to_thread(report_body, self.db.engine, period)
+        body = await asyncio.to_thread(lambda: report_body(self.db.engine, period, now=self.clock.now()))
         return HTMLResponse(pages.page("Отчёт", "teamlead-page", body), headers=_NO_STORE)
 
     async def teamlead_live(self, request: Request) -> Response:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dialer.reports.kpi import (CALL_COLUMNS, COLUMNS, DIMENSION_HELP, GLOSSARY, LEAD_COLUMNS, LEAD_DIMENSIONS,
-                                Period, glossary_text, parse_by)
+                                WORKED_DIMENSIONS, Period, glossary_text, parse_by)
 from kernel.clock import SystemClock
 from kernel.errors import DialerError, UsageError
 
@@ -24,10 +24,12 @@ clock = SystemClock()
 
 # The columns the terminal shows (files carry all of them).
 TABLE_LEAD = ("leads", "duplicates_pct", "fakes_pct", "actual", "contact_rate_pct", "attempts_to_contact",
-              "confirmed", "confirmed_pct", "order_sum", "average_check", "first_dial_p50_min",
-              "first_dial_p90_min", "first_dial_15min_pct")
+              "confirmed", "confirmed_pct", "refused", "order_sum", "average_check", "first_dial_p50_min",
+              "first_dial_p90_min", "first_dial_15min_pct", "first_dial_15min_allowed_pct", "callbacks",
+              "callbacks_on_time_pct", "callbacks_overdue", "callback_late_avg_min")
 TABLE_CALLS = ("calls", "answer_rate_pct", "abandoned_pct", "conversations", "talk_min", "wrapup_min",
                "call_orders", "call_order_sum")
+TABLE_WORKED = ("worked_hours", "calls_per_hour", "talk_min_per_hour", "occupancy_pct")
 
 
 class ReportFormat(str, Enum):
@@ -89,7 +91,7 @@ def summary(ctx: typer.Context,
         raise UsageError("--format xlsx needs --output FILE.xlsx")
     settings, db = _store(ctx)
     period = _period(settings, start, end)
-    rows = compute_summary(db.engine, period, by=dims)
+    rows = compute_summary(db.engine, period, by=dims, now=clock.now())
     columns = _columns(dims)
     dicts = [{**r.key, **{c: getattr(r, c) for c in columns}} for r in rows]
     if fmt is ReportFormat.xlsx:
@@ -100,7 +102,7 @@ def summary(ctx: typer.Context,
     else:
         _emit(to_csv(dicts) if fmt is ReportFormat.csv else to_json(dicts, period) + "\n", output)
     if plot_file is not None:
-        plot(plot_file, db.engine, period)
+        plot(plot_file, db.engine, period, now=clock.now())
         (Console(stderr=True) if fmt is not ReportFormat.table and output is None else console).print(
             f"charts drawn in {plot_file}", highlight=False)
 
@@ -143,8 +145,43 @@ def results(ctx: typer.Context,
         _emit(to_csv(rows) if fmt is ReportFormat.csv else to_json(rows, period) + "\n", output)
 
 
+@app.command("refusals")
+def refusals(ctx: typer.Context,
+             start: Optional[str] = typer.Option(None, "--from", help=FROM_HELP),
+             end: Optional[str] = typer.Option(None, "--to", help=TO_HELP),
+             fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, csv, json or xlsx"),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write")) -> None:
+    """Refusals recorded in the period (not interested, do not call, complaint) by kind and topic (the reason
+    the operator chose from reports.topics), most frequent first, each with its share of all refusals."""
+    from dialer.reports.queries import compute_refusals
+    from dialer.reports.render import to_csv, to_json, write_xlsx
+    if fmt is ReportFormat.xlsx and output is None:
+        raise UsageError("--format xlsx needs --output FILE.xlsx")
+    settings, db = _store(ctx)
+    period = _period(settings, start, end)
+    rows = [r.as_dict() for r in compute_refusals(db.engine, period)]
+    if fmt is ReportFormat.xlsx:
+        write_xlsx(output, {"refusals": rows}, period)
+        console.print(f"refusals written to {output}", highlight=False)
+    elif fmt is ReportFormat.table:
+        table = Table(title=f"refusals by reason {_span(period)}")
+        for column in ("kind", "topic", "refusals", "share %"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["kind"], _cell(row["topic"]), str(row["refusals"]), str(row["share_pct"]))
+        console.print(table)
+    else:
+        _emit(to_csv(rows) if fmt is ReportFormat.csv else to_json(rows, period) + "\n", output)
+
+
 def _columns(dims: Sequence[str]) -> tuple[str, ...]:
-    return COLUMNS if all(d in LEAD_DIMENSIONS for d in dims) else CALL_COLUMNS
+    columns = COLUMNS if all(d in LEAD_DIMENSIONS for d in dims) else CALL_COLUMNS
+    if not all(d in WORKED_DIMENSIONS for d in dims):
+        columns = tuple(c for c in columns if c not in WORKED_COLUMNS)
+    return columns
+
+
+WORKED_COLUMNS = ("worked_hours", "calls_per_hour", "talk_min_per_hour", "wrapup_min_per_hour", "occupancy_pct")
 
 
 def _emit(text: str, output: Optional[Path]) -> None:
@@ -171,11 +208,12 @@ def _table(rows, dims: Sequence[str], period: Period) -> None:
         table = Table(title=f"report {_span(period)}")
         for column in ("KPI", "value", "definition"):
             table.add_column(column)
-        for name in TABLE_LEAD + TABLE_CALLS:
+        for name in TABLE_LEAD + TABLE_CALLS + TABLE_WORKED:
             table.add_row(name, _cell(getattr(row, name)), GLOSSARY.get(name, ""))
         console.print(table)
         return
-    shown = (TABLE_LEAD if all(d in LEAD_DIMENSIONS for d in dims) else ()) + TABLE_CALLS
+    shown = ((TABLE_LEAD if all(d in LEAD_DIMENSIONS for d in dims) else ()) + TABLE_CALLS
+             + (TABLE_WORKED if all(d in WORKED_DIMENSIONS for d in dims) else ()))
     table = Table(title=f"report by {', '.join(dims)} {_span(period)}")
     for column in (*dims, *shown):
         table.add_column(column)

@@ -15,6 +15,7 @@ from kernel.clock import require_aware
 from kernel.errors import UsageError
 
 FIRST_CALL_TARGET_SECONDS = 15 * 60   # DESIGN: the first call within 15 minutes of arrival
+CALLBACK_ON_TIME_SECONDS = 5 * 60     # a promised callback counts as kept when dialed within 5 minutes of it
 
 # Lead KPIs count the leads that ARRIVED in the period; call KPIs count the calls STARTED in it.
 GLOSSARY: dict[str, str] = {
@@ -29,13 +30,24 @@ GLOSSARY: dict[str, str] = {
                            "operator, over the actual leads reached",
     "confirmed": "confirmed: actual leads with a confirmed order",
     "confirmed_pct": "confirmed %: confirmed / actual leads reached (fakes are never actual)",
-    "refused": "refused: actual leads closed as not interested, do-not-call or complaint",
+    "refused": "refused: actual leads closed as not interested, do-not-call or complaint (refused_not_interested, "
+               "refused_dnc, refused_complaint: each reason; `dialer report refusals`: refusals by topic)",
     "order_sum": "order sum: sum of the confirmed orders' amounts (an order of 0 counts, with amount 0)",
     "average_check": "average check: order sum / confirmed orders",
     "first_dial_p50_min": "first dial p50 / p90 / max (min): minutes from arrival to the first dial, over "
                           "the leads dialed (nearest-rank percentiles)",
     "first_dial_15min_pct": "first dial within 15 min %: leads first dialed within 15 minutes of arrival / "
                             "leads dialed",
+    "first_dial_15min_allowed_pct": "first dial within 15 min of dial-allowed %: leads first dialed within 15 "
+                                    "minutes of the moment quiet hours (the center's and the customer's) first "
+                                    "allowed the call / leads dialed",
+    "callbacks": "callbacks: promised callback times in the period that have been dialed (a promise counts "
+                 "once, by its first dial)",
+    "callbacks_on_time_pct": "callbacks kept on time %: promises first dialed within 5 minutes of the promised "
+                             "time / (callbacks + callbacks overdue)",
+    "callbacks_overdue": "callbacks overdue: promised times in the period that have passed without a dial",
+    "callback_late_avg_min": "callback lateness avg / max (min): from the promised time to its first dial, over "
+                             "the callbacks dialed",
     "sla_alerts": "SLA alerts: leads for which the first-call alert was raised",
     "calls": "calls: call attempts started in the period that have ended",
     "answer_rate_pct": "answer rate %: calls the customer picked up / calls",
@@ -45,15 +57,22 @@ GLOSSARY: dict[str, str] = {
     "talk_min": "talk time (min): from the operator taking the call to its end, summed",
     "wrapup_min": "wrap-up (min): from the call's end to the end of the operator's wrap-up, summed",
     "call_orders": "orders from calls: confirmed dispositions of these calls, and their sum (call_order_sum)",
+    "worked_hours": "hours worked: time operators were in the queue and not paused (waiting, ringing, talking, "
+                    "wrap-up), as the daemon saw it; in the report without a breakdown or by operator or group",
+    "calls_per_hour": "calls per hour worked: calls / hours worked",
+    "talk_min_per_hour": "talk minutes per operator-hour: talk time (min) / hours worked",
+    "wrapup_min_per_hour": "wrap-up minutes per operator-hour: wrap-up (min) / hours worked",
+    "occupancy_pct": "occupancy %: (talk time + wrap-up) / hours worked",
 }
 
 # The same rows carry both families; a family that cannot be split by a dimension stays empty there.
 LEAD_DIMENSIONS = ("day", "hour", "weekday", "source", "product")
-CALL_DIMENSIONS = ("day", "hour", "weekday", "source", "product", "operator", "group", "attempt")
+CALL_DIMENSIONS = ("day", "hour", "weekday", "source", "product", "operator", "group", "attempt", "script")
+WORKED_DIMENSIONS = ("operator", "group")   # hours worked are split by these only
 DIMENSIONS = tuple(dict.fromkeys(LEAD_DIMENSIONS + CALL_DIMENSIONS))
 DIMENSION_HELP = ("day, hour (of day), weekday (1 = Monday), source, product: both leads (by arrival) and "
                   "calls (by start); operator, group (the operator's team at the call's time), attempt "
-                  "(its number): calls only")
+                  "(its number), script (the one the operator recorded the result with): calls only")
 
 
 def parse_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -134,6 +153,15 @@ class KpiRow:
     first_dial_p90_min: float | None = None
     first_dial_max_min: float | None = None
     first_dial_within_15: int | None = None
+    first_dial_within_15_allowed: int | None = None
+    refused_not_interested: int | None = None
+    refused_dnc: int | None = None
+    refused_complaint: int | None = None
+    callbacks: int | None = None
+    callbacks_on_time: int | None = None
+    callbacks_overdue: int | None = None
+    callback_late_avg_min: float | None = None
+    callback_late_max_min: float | None = None
     sla_alerts: int | None = None
     # calls, by start
     calls: int | None = None
@@ -144,6 +172,7 @@ class KpiRow:
     wrapup_min: float | None = None
     call_orders: int | None = None
     call_order_sum: Decimal | None = None
+    worked_hours: float | None = None
 
     @property
     def duplicates_pct(self) -> float | None:
@@ -172,6 +201,34 @@ class KpiRow:
         return pct(self.first_dial_within_15, self.dialed)
 
     @property
+    def first_dial_15min_allowed_pct(self) -> float | None:
+        return pct(self.first_dial_within_15_allowed, self.dialed)
+
+    @property
+    def callbacks_on_time_pct(self) -> float | None:
+        if self.callbacks is None:
+            return None
+        return pct(self.callbacks_on_time, self.callbacks + (self.callbacks_overdue or 0))
+
+    @property
+    def calls_per_hour(self) -> float | None:
+        return _per_hour(self.calls, self.worked_hours)
+
+    @property
+    def talk_min_per_hour(self) -> float | None:
+        return _per_hour(self.talk_min, self.worked_hours)
+
+    @property
+    def wrapup_min_per_hour(self) -> float | None:
+        return _per_hour(self.wrapup_min, self.worked_hours)
+
+    @property
+    def occupancy_pct(self) -> float | None:
+        if not self.worked_hours or self.talk_min is None:
+            return None
+        return round(100.0 * (self.talk_min + (self.wrapup_min or 0.0)) / (self.worked_hours * 60.0), 1)
+
+    @property
     def answer_rate_pct(self) -> float | None:
         return pct(self.answered, self.calls)
 
@@ -188,14 +245,25 @@ class KpiRow:
 
 
 COLUMNS = ("leads", "duplicates", "duplicates_pct", "fakes", "fakes_pct", "actual", "contacted",
-           "contact_rate_pct", "attempts_to_contact", "confirmed", "confirmed_pct", "refused", "order_sum",
+           "contact_rate_pct", "attempts_to_contact", "confirmed", "confirmed_pct", "refused",
+           "refused_not_interested", "refused_dnc", "refused_complaint", "order_sum",
            "average_check", "dialed", "first_dial_p50_min", "first_dial_p90_min", "first_dial_max_min",
-           "first_dial_within_15", "first_dial_15min_pct", "sla_alerts", "calls", "answered", "answer_rate_pct",
+           "first_dial_within_15", "first_dial_15min_pct", "first_dial_within_15_allowed",
+           "first_dial_15min_allowed_pct", "callbacks", "callbacks_on_time", "callbacks_overdue",
+           "callbacks_on_time_pct", "callback_late_avg_min", "callback_late_max_min", "sla_alerts",
+           "calls", "answered", "answer_rate_pct",
            "abandoned", "abandoned_pct", "conversations", "talk_min", "wrapup_min", "call_orders",
-           "call_order_sum")
+           "call_order_sum", "worked_hours", "calls_per_hour", "talk_min_per_hour", "wrapup_min_per_hour",
+           "occupancy_pct")
 LEAD_COLUMNS = COLUMNS[:COLUMNS.index("calls")]
 CALL_COLUMNS = COLUMNS[COLUMNS.index("calls"):]
 assert {f.name for f in fields(KpiRow)} - {"key"} <= set(COLUMNS)
+
+
+def _per_hour(amount: float | int | None, hours: float | None) -> float | None:
+    if amount is None or not hours:
+        return None
+    return round(amount / hours, 2)
 
 
 def pct(part: int | None, whole: int | None) -> float | None:
@@ -203,6 +271,19 @@ def pct(part: int | None, whole: int | None) -> float | None:
     if part is None or not whole:
         return None
     return round(100.0 * part / whole, 1)
+
+
+@dataclass(frozen=True)
+class RefusalRow:
+    """Refusals of one kind and topic (the reason the operator chose; None: no topic given)."""
+
+    kind: str
+    topic: str | None
+    refusals: int
+    share_pct: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,19 @@ PostgreSQL. Python only merges the aggregated lines and divides.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Sequence
 
 from sqlalchemy import Integer, and_, case, cast, extract, func, literal, or_, select, type_coerce
 from sqlalchemy.engine import Engine
 
-from dialer.reports.kpi import (CALL_DIMENSIONS, FIRST_CALL_TARGET_SECONDS, LEAD_DIMENSIONS, KpiRow, Period,
-                                ResultRow, parse_by, zone_offsets)
-from kernel.db.models import CallAttempt, Disposition, Lead, Operator, OperatorGroupMember, ScriptGap
+from dialer.reports.kpi import (CALL_DIMENSIONS, CALLBACK_ON_TIME_SECONDS, FIRST_CALL_TARGET_SECONDS,
+                                LEAD_DIMENSIONS, WORKED_DIMENSIONS, KpiRow, Period, RefusalRow, ResultRow, parse_by,
+                                zone_offsets)
+from kernel.db.models import (CallAttempt, Disposition, Lead, Operator, OperatorGroupMember, OperatorPresence,
+                              ScriptGap)
+from kernel.db.types import UTCDateTime
 from leads.attempt import AttemptState, CallResult, DispositionKind
 from leads.lead import CloseReason, LeadStatus
 
@@ -22,6 +26,7 @@ D = Disposition.__table__
 O = Operator.__table__
 G = OperatorGroupMember.__table__
 S = ScriptGap.__table__
+P = OperatorPresence.__table__
 
 # close_reason is NULL on open leads: compared through coalesce so that NOT(...) stays true or false.
 _REASON = func.coalesce(L.c.close_reason, "")
@@ -32,6 +37,8 @@ FAKE = or_(L.c.status == LeadStatus.INVALID.value,
 ACTUAL = and_(~DUPLICATE, ~FAKE)
 REFUSED = _REASON.in_([CloseReason.NOT_INTERESTED.value, CloseReason.DNC.value,
                                 CloseReason.COMPLAINT.value])
+REFUSAL_KINDS = (DispositionKind.NOT_INTERESTED.value, DispositionKind.DO_NOT_CALL.value,
+                 DispositionKind.COMPLAINT.value)
 CONNECTED = or_(func.coalesce(A.c.result, "") == CallResult.CONNECTED.value, A.c.connected_at.is_not(None))
 ANSWERED = or_(A.c.answered_at.is_not(None), A.c.connected_at.is_not(None),
                func.coalesce(A.c.result, "").in_([CallResult.CONNECTED.value, CallResult.ABANDONED.value]))
@@ -104,13 +111,17 @@ def _group_at(moment):
             .order_by(G.c.valid_from.desc(), G.c.id.desc()).limit(1).scalar_subquery())
 
 
-def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | None = ()) -> list[KpiRow]:
+def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | None = (),
+                    now: datetime | None = None) -> list[KpiRow]:
     """Every KPI over the period, one KpiRow per combination of the breakdown's values (one row without `by`).
 
-    Lead KPIs are filled where every dimension of `by` applies to leads, call KPIs always.
+    Lead KPIs are filled where every dimension of `by` applies to leads, call KPIs always, hours worked
+    without a breakdown or by operator / group. `now`: what has not happened by then (an operator still
+    working, a callback not yet due) is not counted past it.
     """
     dims = parse_by(by)
     sql = _Sql(engine, period)
+    cap = period.end if now is None or now > period.end else max(now, period.start)
     rows: dict[tuple, KpiRow] = {}
 
     def row_for(key: dict[str, Any]) -> KpiRow:
@@ -131,6 +142,9 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
                 row.actual = row.leads - row.duplicates - row.fakes
                 row.contacted, row.confirmed = _int(rec["contacted"]), _int(rec["confirmed"])
                 row.refused = _int(rec["refused"])
+                row.refused_not_interested = _int(rec["refused_not_interested"])
+                row.refused_dnc, row.refused_complaint = _int(rec["refused_dnc"]), _int(rec["refused_complaint"])
+                row.first_dial_within_15_allowed = _int(rec["within_15_allowed"])
                 row.attempts_to_contact = (round(float(rec["contact_attempts"]) / row.contacted, 2)
                                            if row.contacted else None)
                 row.order_sum = _money(rec["order_sum"])
@@ -141,6 +155,13 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
                 row.first_dial_p50_min = _minutes(rec["p50"])
                 row.first_dial_p90_min = _minutes(rec["p90"])
                 row.first_dial_max_min = _minutes(rec["max"])
+            for rec in conn.execute(_callback_query(sql, dims)).mappings():
+                row = row_for(rec)
+                row.callbacks, row.callbacks_on_time = int(rec["callbacks"]), _int(rec["on_time"])
+                row.callback_late_avg_min = _minutes(rec["late_avg"])
+                row.callback_late_max_min = _minutes(rec["late_max"])
+            for rec in conn.execute(_overdue_callbacks(sql, dims, cap)).mappings():
+                row_for(rec).callbacks_overdue = int(rec["overdue"])
         for rec in conn.execute(_call_query(sql, dims)).mappings():
             row = row_for(rec)
             row.calls, row.answered = int(rec["calls"]), _int(rec["answered"])
@@ -151,13 +172,26 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
         for rec in conn.execute(_call_query(sql, dims, orders=True)).mappings():
             row = row_for(rec)
             row.call_orders, row.call_order_sum = _int(rec["orders"]), _money(rec["order_sum"])
+        worked = all(d in WORKED_DIMENSIONS for d in dims)
+        if worked:
+            for rec in conn.execute(_worked_query(sql, dims, cap)).mappings():
+                row_for(rec).worked_hours = round(float(rec["worked"] or 0) / 3600.0, 3)
     if not dims and not rows:
         rows[()] = KpiRow()
     for row in rows.values():   # a line with leads but no calls (or the reverse) still reads as zeros
         if row.leads is None and all(d in LEAD_DIMENSIONS for d in dims):
             row.leads = row.duplicates = row.fakes = row.actual = row.contacted = row.confirmed = 0
             row.refused = row.dialed = row.first_dial_within_15 = row.sla_alerts = 0
+            row.refused_not_interested = row.refused_dnc = row.refused_complaint = 0
+            row.first_dial_within_15_allowed = 0
             row.order_sum = Decimal("0.00")
+        if all(d in LEAD_DIMENSIONS for d in dims):
+            if row.callbacks is None:
+                row.callbacks = row.callbacks_on_time = 0
+            if row.callbacks_overdue is None:
+                row.callbacks_overdue = 0
+        if worked and row.worked_hours is None:
+            row.worked_hours = 0.0
         if row.calls is None:
             row.calls = row.answered = row.abandoned = row.conversations = row.call_orders = 0
             row.talk_min = row.wrapup_min = 0.0
@@ -172,19 +206,25 @@ def _lead_scope(sql: _Sql, dims: Sequence[str]):
                      .where(CONNECTED).group_by(A.c.lead_id).subquery("first_contact"))
     orders = (select(D.c.lead_id, func.count().label("n"), func.sum(D.c.amount).label("amount"))
               .where(D.c.kind == DispositionKind.CONFIRMED.value).group_by(D.c.lead_id).subquery("orders"))
+    allowed = (select(A.c.lead_id, func.min(A.c.dial_allowed_at).label("at"))
+               .where(A.c.attempt_no == 1, A.c.dial_allowed_at.is_not(None)).group_by(A.c.lead_id)
+               .subquery("first_allowed"))
     key = _time_dims(sql, L.c.received_at, dims)
     if "source" in dims:
         key["source"] = L.c.source
     if "product" in dims:
         key["product"] = L.c.product
     scope = (L.outerjoin(first_contact, first_contact.c.lead_id == L.c.id)
-             .outerjoin(orders, orders.c.lead_id == L.c.id))
+             .outerjoin(orders, orders.c.lead_id == L.c.id)
+             .outerjoin(allowed, allowed.c.lead_id == L.c.id))
     where = and_(sql.scan(L.c.received_at) >= sql.period.start, sql.scan(L.c.received_at) < sql.period.end)
-    return key, scope, where, first_contact, orders
+    return key, scope, where, first_contact, orders, allowed
 
 
 def _lead_query(sql: _Sql, dims: Sequence[str]):
-    key, scope, where, first_contact, orders = _lead_scope(sql, dims)
+    key, scope, where, first_contact, orders, allowed = _lead_scope(sql, dims)
+    # Leads dialed before the moment was recorded (older rows) count from arrival.
+    delay_allowed = sql.seconds(L.c.first_dialed_at, func.coalesce(allowed.c.at, L.c.received_at))
     contacted = and_(ACTUAL, first_contact.c.no.is_not(None))
     confirmed = and_(ACTUAL, orders.c.n.is_not(None))
     delay = sql.seconds(L.c.first_dialed_at, L.c.received_at)
@@ -194,17 +234,22 @@ def _lead_query(sql: _Sql, dims: Sequence[str]):
                    one(and_(FAKE, ~DUPLICATE)).label("fakes"), one(contacted).label("contacted"),
                    func.sum(case((contacted, first_contact.c.no), else_=0)).label("contact_attempts"),
                    one(confirmed).label("confirmed"), one(and_(ACTUAL, REFUSED)).label("refused"),
+                   one(and_(ACTUAL, _REASON == CloseReason.NOT_INTERESTED.value)).label("refused_not_interested"),
+                   one(and_(ACTUAL, _REASON == CloseReason.DNC.value)).label("refused_dnc"),
+                   one(and_(ACTUAL, _REASON == CloseReason.COMPLAINT.value)).label("refused_complaint"),
                    func.sum(case((confirmed, orders.c.amount), else_=0)).label("order_sum"),
                    one(L.c.first_dialed_at.is_not(None)).label("dialed"),
                    one(and_(L.c.first_dialed_at.is_not(None), delay <= FIRST_CALL_TARGET_SECONDS)
                        ).label("within_15"),
+                   one(and_(L.c.first_dialed_at.is_not(None), delay_allowed <= FIRST_CALL_TARGET_SECONDS)
+                       ).label("within_15_allowed"),
                    one(L.c.sla_alerted_at.is_not(None)).label("sla_alerts"))
             .select_from(scope).where(where).group_by(*key.values()))
 
 
 def _first_dial_percentiles(sql: _Sql, dims: Sequence[str]):
     """Nearest-rank p50/p90 of arrival -> first dial: the smallest delay whose rank reaches p% of the line."""
-    key, _, where, _, _ = _lead_scope(sql, dims)
+    key, _, where, _, _, _ = _lead_scope(sql, dims)
     delay = sql.seconds(L.c.first_dialed_at, L.c.received_at)
     parts = list(key.values()) or None
     ranked = (select(*[v.label(k) for k, v in key.items()], delay.label("delay"),
@@ -236,6 +281,10 @@ def _call_query(sql: _Sql, dims: Sequence[str], orders: bool = False):
         key["group"] = func.coalesce(func.nullif(_group_at(A.c.claimed_at), ""), literal("(no group)"))
     if "attempt" in dims:
         key["attempt"] = A.c.attempt_no
+    if "script" in dims:
+        if not orders:
+            scope = scope.outerjoin(D, D.c.attempt_id == A.c.id)
+        key["script"] = func.coalesce(D.c.script_id, literal("(no script)"))
     labels = [v.label(k) for k, v in key.items()]
     where = [sql.scan(A.c.claimed_at) >= sql.period.start, sql.scan(A.c.claimed_at) < sql.period.end,
              sql.scan(A.c.state) == AttemptState.ENDED.value]
@@ -254,6 +303,78 @@ def _call_query(sql: _Sql, dims: Sequence[str], orders: bool = False):
                    one(CONNECTED).label("conversations"), func.sum(talk).label("talk"),
                    func.sum(wrapup).label("wrapup"))
             .select_from(scope).where(*where).group_by(*key.values()))
+
+
+def _lead_keys(sql: _Sql, moment, dims: Sequence[str]) -> dict[str, Any]:
+    key = _time_dims(sql, moment, dims)
+    if "source" in dims:
+        key["source"] = L.c.source
+    if "product" in dims:
+        key["product"] = L.c.product
+    return key
+
+
+def _callback_query(sql: _Sql, dims: Sequence[str]):
+    """Promised callbacks of the period by their promised time: each promise once, by its first dial (a
+    callback re-dialed after no answer keeps its promise, and would otherwise look later and later)."""
+    promise = (select(A.c.lead_id, A.c.dial_allowed_at.label("promised"), func.min(A.c.claimed_at).label("first"))
+               .where(A.c.tier == "callback", A.c.dial_allowed_at.is_not(None),
+                      A.c.dial_allowed_at >= sql.period.start, A.c.dial_allowed_at < sql.period.end)
+               .group_by(A.c.lead_id, A.c.dial_allowed_at).subquery("promise"))
+    key = _lead_keys(sql, promise.c.promised, dims)
+    late = sql.seconds(promise.c.first, promise.c.promised)
+    late = case((late > 0, late), else_=0)
+    labels = [v.label(k) for k, v in key.items()]
+    return (select(*labels, func.count().label("callbacks"),
+                   func.sum(case((late <= CALLBACK_ON_TIME_SECONDS, 1), else_=0)).label("on_time"),
+                   func.avg(late).label("late_avg"), func.max(late).label("late_max"))
+            .select_from(promise.join(L, L.c.id == promise.c.lead_id)).group_by(*key.values()))
+
+
+def _overdue_callbacks(sql: _Sql, dims: Sequence[str], cap: datetime):
+    """Leads waiting for a callback whose promised time (in the period, before `cap`) passed with no dial."""
+    key = _lead_keys(sql, L.c.callback_at, dims)
+    dialed = select(A.c.id).where(A.c.lead_id == L.c.id, A.c.claimed_at >= L.c.callback_at).exists()
+    labels = [v.label(k) for k, v in key.items()]
+    return (select(*labels, func.count().label("overdue"))
+            .where(L.c.status == LeadStatus.CALLBACK.value, L.c.callback_at >= sql.period.start,
+                   L.c.callback_at < cap, ~dialed)
+            .group_by(*key.values()))
+
+
+def _worked_query(sql: _Sql, dims: Sequence[str], cap: datetime):
+    """Seconds operators were working (in the queue, not paused) within [period start, cap): each presence
+    row lasts until the operator's next one, or until `cap`."""
+    spans = (select(P.c.interface, P.c.state, P.c.at.label("since"),
+                    func.lead(P.c.at).over(partition_by=P.c.interface, order_by=(P.c.at, P.c.id)).label("until"))
+             .where(P.c.at < cap).subquery("spans"))
+    start = literal(sql.period.start, UTCDateTime())
+    end = literal(cap, UTCDateTime())
+    begin = case((spans.c.since > start, spans.c.since), else_=start)
+    finish = case((and_(spans.c.until.is_not(None), spans.c.until < end), spans.c.until), else_=end)
+    key: dict[str, Any] = {}
+    scope = spans.outerjoin(O, O.c.interface == spans.c.interface)
+    if "operator" in dims:
+        key["operator"] = func.coalesce(O.c.name, spans.c.interface)
+    if "group" in dims:
+        team = (select(G.c.group_name).where(G.c.operator_id == O.c.id, G.c.valid_from <= spans.c.since)
+                .order_by(G.c.valid_from.desc(), G.c.id.desc()).limit(1).scalar_subquery())
+        key["group"] = func.coalesce(func.nullif(team, ""), literal("(no group)"))
+    labels = [v.label(k) for k, v in key.items()]
+    return (select(*labels, func.sum(sql.seconds(finish, begin)).label("worked")).select_from(scope)
+            .where(spans.c.state == "working", finish > begin).group_by(*key.values()))
+
+
+def compute_refusals(engine: Engine, period: Period) -> list[RefusalRow]:
+    """Refusals recorded in the period (not interested, do not call, complaint) by kind and topic, most first."""
+    query = (select(D.c.kind, D.c.topic, func.count().label("n"), func.sum(D.c.amount))
+             .where(D.c.kind.in_(REFUSAL_KINDS), D.c.created_at >= period.start, D.c.created_at < period.end)
+             .group_by(D.c.kind, D.c.topic))
+    with engine.connect() as conn:
+        found = [(kind, topic, int(n)) for kind, topic, n, _ in conn.execute(query)]
+    total = sum(n for _, _, n in found)
+    found.sort(key=lambda r: (-r[2], r[0], r[1] or ""))
+    return [RefusalRow(kind, topic, n, round(100.0 * n / total, 1)) for kind, topic, n in found]
 
 
 def compute_results(engine: Engine, period: Period, *, kind: str | None = None,

@@ -84,7 +84,7 @@ def write_xlsx(path: Path, sheets: dict[str, Sequence[dict[str, Any]]], period: 
         book.close()
 
 
-def plot(path: Path, engine: Engine, period: Period) -> list[str]:
+def plot(path: Path, engine: Engine, period: Period, now: datetime | None = None) -> list[str]:
     """The team lead's four charts in one figure; returns their titles."""
     import matplotlib
     matplotlib.use("Agg")
@@ -96,9 +96,9 @@ def plot(path: Path, engine: Engine, period: Period) -> list[str]:
     hist = first_dial_histogram(engine, period)
     by_day = compute_summary(engine, period, by=["day"])
     by_hour = compute_summary(engine, period, by=["hour"])
-    by_operator = compute_summary(engine, period, by=["operator"])
+    by_operator = compute_summary(engine, period, by=["operator"], now=now)
     titles = ["Arrival to first dial (min)", "Contact and confirmed rate per day (%)",
-              "Answer rate by hour of day (%)", "Talk minutes per operator"]
+              "Answer rate by hour of day (%)", "Talk minutes per operator-hour"]
     fig, axes = plt.subplots(2, 2, figsize=(13, 8))
     try:
         ax = axes[0][0]
@@ -122,8 +122,10 @@ def plot(path: Path, engine: Engine, period: Period) -> list[str]:
         ax.set_xlabel("hour (center's zone)")
         ax = axes[1][1]
         named = [r for r in by_operator if r.key["operator"] != "(no operator)"]
-        ax.barh([r.key["operator"] for r in named], [r.talk_min or 0 for r in named], color="#8172b2")
-        ax.set_xlabel("talk minutes")
+        ax.barh([r.key["operator"] for r in named], [r.talk_min_per_hour or 0 for r in named], color="#8172b2")
+        ax.axvline(45, color="#c44e52", linestyle="--", label="45 min (tuned predictive)")
+        ax.set_xlabel("talk minutes per hour worked (0: no hours worked recorded)")
+        ax.legend()
         for a, title in zip([axes[0][0], axes[0][1], axes[1][0], axes[1][1]], titles):
             a.set_title(title)
         fig.suptitle(f"{period.start.astimezone(_zone(period)):%Y-%m-%d %H:%M} - "

@@ -25,7 +25,7 @@ from dialer.dispositions import get_disposition, operator_name, record_dispositi
 from kernel.errors import NotFound, UsageError
 from kernel.settings import Settings
 from leads.attempt import DispositionKind
-from leads.disposition import RULES, AlreadyDisposed, DispositionInput, NotYourAttempt
+from leads.disposition import RULES, AlreadyDisposed, DispositionInput, NotYourAttempt, parse_topics
 
 log = logging.getLogger("dialer.web.dispositions")
 
@@ -37,6 +37,9 @@ class DispositionBody(BaseModel):
     callback_at: str | None = Field(None, description="callback: ISO 8601; without an offset it is the "
                                                       "customer's local time if known, else the center's")
     comment: str | None = None
+    topic: str | None = Field(None, description="One of the configured conversation topics (reports.topics)")
+    script_id: str | None = Field(None, description="The script shown on the call card (the console sends it)")
+    script_version: int | str | None = None
     fields: dict[str, Any] | None = Field(None, description="Custom fields: name -> text, number or true/false")
 
 
@@ -82,7 +85,7 @@ def dispositions_router(db: Database, clock: Clock, settings: Settings, *,
         try:
             name = _operator(db, operator_id)
             given = DispositionInput(body.kind, body.amount, body.currency, body.callback_at, body.comment,
-                                     body.fields)
+                                     body.fields, body.topic, body.script_id, body.script_version)
             record = _record(db, clock, settings, attempt_id, given, operator_id, name)
         except Refused as refused:
             log.warning("disposition.refused attempt_id=%s operator_id=%s status=%s error=%s", attempt_id,
@@ -138,7 +141,8 @@ def _record(db: Database, clock: Clock, settings: Settings, attempt_id: int, giv
             operator_id: int, name: str):
     try:
         return record_disposition(db, attempt_id, given, now=clock.now(), center_zone=settings.center_timezone,
-                                  recorded_by=name, operator_id=operator_id)
+                                  recorded_by=name, operator_id=operator_id,
+                                  topics=parse_topics(settings.reports.topics))
     except NotFound as exc:
         raise Refused(404, str(exc)) from None
     except NotYourAttempt as exc:

@@ -145,6 +145,8 @@ class CallAttempt(Base):
     connected_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     wrapup_until: Mapped[datetime | None]
+    # reports (issue 13): first call: when quiet hours first allowed it; callback: the promised time
+    dial_allowed_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_call_attempts_lead_no", "lead_id", "attempt_no"),
@@ -194,6 +196,8 @@ class Disposition(Base):
     callback_at: Mapped[datetime | None]
     comment: Mapped[str | None] = mapped_column(Text)
     topic: Mapped[str | None] = mapped_column(String(64))   # reports (issue 13): from settings.reports.topics
+    script_id: Mapped[str | None] = mapped_column(String(100))   # the script the operator worked from
+    script_version: Mapped[int | None] = mapped_column(Integer)
     custom_fields: Mapped[dict[str, Any] | None]
     recorded_by: Mapped[str] = mapped_column(String(100))  # operator name, "cli:<user>", "wrapup-timeout"
     created_at: Mapped[datetime]
@@ -270,6 +274,23 @@ class Cursor(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class OperatorPresence(Base):
+    """reports (issue 13): an operator became working (in the queue, not paused), paused or offline at `at`.
+
+    A state lasts until the operator's next row; the daemon writes a row only when the state changes.
+    """
+
+    __tablename__ = "operator_presence"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    interface: Mapped[str] = mapped_column(String(100))
+    pbx: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_operator_presence_interface_at", "interface", "at"),)
 
 
 class ScriptGap(Base):

@@ -37,6 +37,7 @@ from leads.policy.distribution import OperatorChoice, OperatorLoad, choose_opera
 from leads.policy.quiet_hours import start_of_day
 from leads.policy.results import release_expired_leases, zone
 from leads.policy.store import current_policy
+from leads.policy.tiers import Tier
 from leads.policy.values import Policy
 from leads.policy.why import Verdict
 
@@ -49,7 +50,7 @@ _MEMORY_LOCK = threading.Lock()
 _L = Lead.__table__.c
 _A = CallAttempt.__table__.c
 _ATTEMPT_COLUMNS = ("lead_id", "attempt_no", "tier", "daemon_id", "pbx", "state", "claimed_at", "operator_id",
-                    "operator_interface")
+                    "operator_interface", "dial_allowed_at")
 _NEW_ATTEMPT = insert(CallAttempt.__table__).returning(_A.id)
 _LEASE = (update(Lead.__table__).where(_L.id == bindparam("lead_id"))
           .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("expires")))
@@ -156,6 +157,7 @@ def _lease(session: Session, verdict: Verdict, loads: list[OperatorLoad] | None,
         "pbx": pbx, "state": AttemptState.CLAIMED.value, "claimed_at": now,
         "operator_id": choice.operator_id if choice else None,
         "operator_interface": choice.interface if choice else None,
+        "dial_allowed_at": dial_allowed_at(verdict, policy),
     }
     if lock_row:
         attempt_id = connection.execute(_lock_lease_and_attempt(policy), {
@@ -178,6 +180,18 @@ def _lease(session: Session, verdict: Verdict, loads: list[OperatorLoad] | None,
                  operator_reason=choice.reason if choice else "the queue decides",
                  ring_timeout_seconds=policy.ring_timeout_seconds, lease_expires_at=expires,
                  policy_version=policy.version, lead_name=lead.name, product=lead.product)
+
+
+def dial_allowed_at(verdict: Verdict, policy: Policy) -> datetime | None:
+    """What the report measures this call's promptness from: a first call from the end of quiet hours (its
+    deadline less the first-call delay), a callback from the promised time; other retries: None."""
+    if verdict.deadline is None:
+        return None
+    if verdict.tier is Tier.NEW:
+        return verdict.deadline - policy.first_call_delay
+    if verdict.tier is Tier.CALLBACK:
+        return verdict.deadline
+    return None
 
 
 @lru_cache(maxsize=16)

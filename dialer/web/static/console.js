@@ -116,6 +116,13 @@
         body.currency = form.querySelector("#currency").value.trim() || null;
       }
       if (kind.value === "callback") { body.callback_at = form.querySelector("#callback-at").value || null; }
+      var topic = form.querySelector("#topic");
+      if (topic && topic.value) { body.topic = topic.value; }
+      var script = document.getElementById("script");
+      if (script && script.dataset.script) {
+        body.script_id = script.dataset.script;
+        body.script_version = script.dataset.version || null;
+      }
       var button = form.querySelector("#disposition-submit");
       button.disabled = true;
       postJson("/attempts/" + attemptId + "/disposition", body)
