@@ -30,12 +30,13 @@ from sqlalchemy import insert  # noqa: E402
 from benchmarks.scratch_db import scratch_database  # noqa: E402
 from kernel.db.engine import Database  # noqa: E402
 from kernel.db.migrate import upgrade  # noqa: E402
-from kernel.db.models import CallAttempt, Disposition, Lead, Operator, OperatorGroupMember  # noqa: E402
+from kernel.db.models import (CallAttempt, Disposition, Lead, Operator, OperatorGroupMember,  # noqa: E402
+                              OperatorPresence)
 
 START = datetime(2026, 10, 1, 7, 0, tzinfo=timezone.utc)
 DAYS = 30
 CHUNK = 20_000
-GOALS = {"summary": 5.0, "day,operator": 10.0}
+GOALS = {"summary": 5.0, "day,operator": 10.0, "operator": 10.0}   # operator: with hours worked
 
 
 def fill(db: Database, leads: int, seed: int = 13) -> None:
@@ -49,6 +50,11 @@ def fill(db: Database, leads: int, seed: int = 13) -> None:
             for i in range(1, 51)] + [
             {"operator_id": i, "group_name": f"Команда {(i + 1) % 5 + 1}", "valid_from": START + timedelta(days=15),
              "set_by": "bench"} for i in range(1, 51, 7)])
+        # each operator's day: working from 10:00 Moscow, a 30-minute pause, offline after 8 hours
+        conn.execute(insert(OperatorPresence.__table__), [
+            {"interface": f"PJSIP/op{i}", "pbx": "bench", "state": state, "at": START + timedelta(days=d, minutes=m)}
+            for i in range(1, 51) for d in range(DAYS)
+            for state, m in (("working", 0), ("paused", 240), ("working", 270), ("offline", 480))])
     attempt_id = disposition_id = 0
     for first in range(0, leads, CHUNK):
         lead_rows, attempt_rows, disposition_rows = [], [], []
@@ -72,8 +78,12 @@ def fill(db: Database, leads: int, seed: int = 13) -> None:
                 operator = rnd.randrange(1, 51) if connected else None
                 answered = at + timedelta(seconds=8) if connected or abandoned else None
                 talk = timedelta(seconds=rnd.randrange(30, 600))
+                tier = "new" if no == 1 else "callback" if no == 3 and rnd.random() < 0.1 else "redial"
+                allowed = (received if tier == "new" else at - timedelta(seconds=rnd.randrange(0, 900))
+                           if tier == "callback" else None)
                 attempt_rows.append({
                     "id": attempt_id, "lead_id": lead_id, "attempt_no": no, "daemon_id": "bench", "state": "ended",
+                    "tier": tier, "dial_allowed_at": allowed,
                     "result": "connected" if connected else "abandoned" if abandoned else "no_answer",
                     "operator_id": operator, "claimed_at": at, "answered_at": answered,
                     "connected_at": at + timedelta(seconds=15) if connected else None,

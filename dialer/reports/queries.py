@@ -201,30 +201,35 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
 
 
 def _lead_scope(sql: _Sql, dims: Sequence[str]):
-    """Leads of the period with their breakdown values, first contact and confirmed order (one row each)."""
-    first_contact = (select(A.c.lead_id, func.min(A.c.attempt_no).label("no"))
-                     .where(CONNECTED).group_by(A.c.lead_id).subquery("first_contact"))
-    orders = (select(D.c.lead_id, func.count().label("n"), func.sum(D.c.amount).label("amount"))
-              .where(D.c.kind == DispositionKind.CONFIRMED.value).group_by(D.c.lead_id).subquery("orders"))
-    allowed = (select(A.c.lead_id, func.min(A.c.dial_allowed_at).label("at"))
-               .where(A.c.attempt_no == 1, A.c.dial_allowed_at.is_not(None)).group_by(A.c.lead_id)
-               .subquery("first_allowed"))
+    """Leads of the period with their breakdown values, first contact, first call's dial-allowed moment and
+    confirmed order (one row each)."""
+    # One pass over the attempts for both per-lead facts; an attempt of a lead that arrived in the period
+    # was claimed after the period's start.
+    firsts = (select(A.c.lead_id,
+                     func.min(case((CONNECTED, A.c.attempt_no))).label("no"),
+                     func.min(case((A.c.attempt_no == 1, A.c.dial_allowed_at))).label("allowed"))
+              .where(sql.scan(A.c.claimed_at) >= sql.period.start,
+                     or_(CONNECTED, and_(A.c.attempt_no == 1, A.c.dial_allowed_at.is_not(None))))
+              .group_by(A.c.lead_id).subquery("firsts"))
+    orders = (select(D.c.lead_id, func.count().label("n"),
+                     func.sum(D.c.amount).label("amount"))
+              .where(D.c.kind == DispositionKind.CONFIRMED.value).group_by(D.c.lead_id)
+              .subquery("orders"))
     key = _time_dims(sql, L.c.received_at, dims)
     if "source" in dims:
         key["source"] = L.c.source
     if "product" in dims:
         key["product"] = L.c.product
-    scope = (L.outerjoin(first_contact, first_contact.c.lead_id == L.c.id)
-             .outerjoin(orders, orders.c.lead_id == L.c.id)
-             .outerjoin(allowed, allowed.c.lead_id == L.c.id))
+    scope = (L.outerjoin(firsts, firsts.c.lead_id == L.c.id)
+             .outerjoin(orders, orders.c.lead_id == L.c.id))
     where = and_(sql.scan(L.c.received_at) >= sql.period.start, sql.scan(L.c.received_at) < sql.period.end)
-    return key, scope, where, first_contact, orders, allowed
+    return key, scope, where, firsts, orders
 
 
 def _lead_query(sql: _Sql, dims: Sequence[str]):
-    key, scope, where, first_contact, orders, allowed = _lead_scope(sql, dims)
+    key, scope, where, first_contact, orders = _lead_scope(sql, dims)
     # Leads dialed before the moment was recorded (older rows) count from arrival.
-    delay_allowed = sql.seconds(L.c.first_dialed_at, func.coalesce(allowed.c.at, L.c.received_at))
+    delay_allowed = sql.seconds(L.c.first_dialed_at, func.coalesce(first_contact.c.allowed, L.c.received_at))
     contacted = and_(ACTUAL, first_contact.c.no.is_not(None))
     confirmed = and_(ACTUAL, orders.c.n.is_not(None))
     delay = sql.seconds(L.c.first_dialed_at, L.c.received_at)
@@ -249,7 +254,7 @@ def _lead_query(sql: _Sql, dims: Sequence[str]):
 
 def _first_dial_percentiles(sql: _Sql, dims: Sequence[str]):
     """Nearest-rank p50/p90 of arrival -> first dial: the smallest delay whose rank reaches p% of the line."""
-    key, _, where, _, _, _ = _lead_scope(sql, dims)
+    key, _, where, _, _ = _lead_scope(sql, dims)
     delay = sql.seconds(L.c.first_dialed_at, L.c.received_at)
     parts = list(key.values()) or None
     ranked = (select(*[v.label(k) for k, v in key.items()], delay.label("delay"),
