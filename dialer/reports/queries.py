@@ -130,52 +130,57 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
             rows[k] = KpiRow(key={d: key.get(d) for d in dims})
         return rows[k]
 
-    with engine.connect() as conn:
-        if sql.postgres:   # the percentile sort and the GROUP BYs stay in memory (this transaction only)
-            conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
-        else:              # a report reads most of the file: a page cache big enough not to re-read it
-            conn.exec_driver_sql("PRAGMA cache_size = -131072")
-        if all(d in LEAD_DIMENSIONS for d in dims):
-            for rec in conn.execute(_lead_query(sql, dims)).mappings():
-                row = row_for(rec)
-                row.leads, row.duplicates, row.fakes = int(rec["leads"]), _int(rec["duplicates"]), _int(rec["fakes"])
-                row.actual = row.leads - row.duplicates - row.fakes
-                row.contacted, row.confirmed = _int(rec["contacted"]), _int(rec["confirmed"])
-                row.refused = _int(rec["refused"])
-                row.refused_not_interested = _int(rec["refused_not_interested"])
-                row.refused_dnc, row.refused_complaint = _int(rec["refused_dnc"]), _int(rec["refused_complaint"])
-                row.first_dial_within_15_allowed = _int(rec["within_15_allowed"])
-                row.attempts_to_contact = (round(float(rec["contact_attempts"]) / row.contacted, 2)
-                                           if row.contacted else None)
-                row.order_sum = _money(rec["order_sum"])
-                row.dialed, row.first_dial_within_15 = _int(rec["dialed"]), _int(rec["within_15"])
-                row.sla_alerts = _int(rec["sla_alerts"])
-            for rec in conn.execute(_first_dial_percentiles(sql, dims)).mappings():
-                row = row_for(rec)
-                row.first_dial_p50_min = _minutes(rec["p50"])
-                row.first_dial_p90_min = _minutes(rec["p90"])
-                row.first_dial_max_min = _minutes(rec["max"])
-            for rec in conn.execute(_callback_query(sql, dims)).mappings():
-                row = row_for(rec)
-                row.callbacks, row.callbacks_on_time = int(rec["callbacks"]), _int(rec["on_time"])
-                row.callback_late_avg_min = _minutes(rec["late_avg"])
-                row.callback_late_max_min = _minutes(rec["late_max"])
-            for rec in conn.execute(_overdue_callbacks(sql, dims, cap)).mappings():
-                row_for(rec).callbacks_overdue = int(rec["overdue"])
-        for rec in conn.execute(_call_query(sql, dims)).mappings():
-            row = row_for(rec)
-            row.calls, row.answered = int(rec["calls"]), _int(rec["answered"])
-            row.abandoned, row.conversations = _int(rec["abandoned"]), _int(rec["conversations"])
-            row.talk_min = _minutes(rec["talk"] or 0)
-            row.wrapup_min = _minutes(rec["wrapup"] or 0)
-            row.call_orders, row.call_order_sum = 0, _money(0)
-        for rec in conn.execute(_call_query(sql, dims, orders=True)).mappings():
-            row = row_for(rec)
-            row.call_orders, row.call_order_sum = _int(rec["orders"]), _money(rec["order_sum"])
-        worked = all(d in WORKED_DIMENSIONS for d in dims)
-        if worked:
-            for rec in conn.execute(_worked_query(sql, dims, cap)).mappings():
-                row_for(rec).worked_hours = round(float(rec["worked"] or 0) / 3600.0, 3)
+    lead_family = all(d in LEAD_DIMENSIONS for d in dims)
+    worked = all(d in WORKED_DIMENSIONS for d in dims)
+    statements = {}
+    if lead_family:   # the longest first: the others share the second connection meanwhile
+        statements["lead"] = _lead_query(sql, dims)
+        statements["percentiles"] = _first_dial_percentiles(sql, dims)
+        statements["callbacks"] = _callback_query(sql, dims)
+        statements["overdue"] = _overdue_callbacks(sql, dims, cap)
+    statements["calls"] = _call_query(sql, dims)
+    statements["orders"] = _call_query(sql, dims, orders=True)
+    if worked:
+        statements["worked"] = _worked_query(sql, dims, cap)
+    found = _run_all(engine, sql, statements)
+    for rec in found.get("lead", ()):
+        row = row_for(rec)
+        row.leads, row.duplicates, row.fakes = int(rec["leads"]), _int(rec["duplicates"]), _int(rec["fakes"])
+        row.actual = row.leads - row.duplicates - row.fakes
+        row.contacted, row.confirmed = _int(rec["contacted"]), _int(rec["confirmed"])
+        row.refused = _int(rec["refused"])
+        row.refused_not_interested = _int(rec["refused_not_interested"])
+        row.refused_dnc, row.refused_complaint = _int(rec["refused_dnc"]), _int(rec["refused_complaint"])
+        row.first_dial_within_15_allowed = _int(rec["within_15_allowed"])
+        row.attempts_to_contact = (round(float(rec["contact_attempts"]) / row.contacted, 2)
+                                   if row.contacted else None)
+        row.order_sum = _money(rec["order_sum"])
+        row.dialed, row.first_dial_within_15 = _int(rec["dialed"]), _int(rec["within_15"])
+        row.sla_alerts = _int(rec["sla_alerts"])
+    for rec in found.get("percentiles", ()):
+        row = row_for(rec)
+        row.first_dial_p50_min = _minutes(rec["p50"])
+        row.first_dial_p90_min = _minutes(rec["p90"])
+        row.first_dial_max_min = _minutes(rec["max"])
+    for rec in found.get("callbacks", ()):
+        row = row_for(rec)
+        row.callbacks, row.callbacks_on_time = int(rec["callbacks"]), _int(rec["on_time"])
+        row.callback_late_avg_min = _minutes(rec["late_avg"])
+        row.callback_late_max_min = _minutes(rec["late_max"])
+    for rec in found.get("overdue", ()):
+        row_for(rec).callbacks_overdue = int(rec["overdue"])
+    for rec in found["calls"]:
+        row = row_for(rec)
+        row.calls, row.answered = int(rec["calls"]), _int(rec["answered"])
+        row.abandoned, row.conversations = _int(rec["abandoned"]), _int(rec["conversations"])
+        row.talk_min = _minutes(rec["talk"] or 0)
+        row.wrapup_min = _minutes(rec["wrapup"] or 0)
+        row.call_orders, row.call_order_sum = 0, _money(0)
+    for rec in found["orders"]:
+        row = row_for(rec)
+        row.call_orders, row.call_order_sum = _int(rec["orders"]), _money(rec["order_sum"])
+    for rec in found.get("worked", ()):
+        row_for(rec).worked_hours = round(float(rec["worked"] or 0) / 3600.0, 3)
     if not dims and not rows:
         rows[()] = KpiRow()
     for row in rows.values():   # a line with leads but no calls (or the reverse) still reads as zeros
@@ -198,6 +203,44 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
             row.call_order_sum = Decimal("0.00")
     return [rows[k] for k in sorted(rows, key=lambda k: tuple((v is None, str(v) if not isinstance(v, int)
                                                               else f"{v:012d}") for v in k))]
+
+
+REPORT_CONNECTIONS = 2   # the queries are independent reads: two at a time use both cores of a small server
+REPORT_SQLITE_CACHE_KIB = 65536
+
+
+def _run_all(engine: Engine, sql: _Sql, statements: dict[str, Any]) -> dict[str, list]:
+    """Each statement's rows, the statements spread over REPORT_CONNECTIONS connections in parallel
+    (SQLite and PostgreSQL both run a statement without holding Python's lock). A SQLite database in
+    memory is one connection's own: its statements run one after another."""
+    names = list(statements)
+    database = engine.url.database or ""
+    workers = 1 if not sql.postgres and database in ("", ":memory:") else REPORT_CONNECTIONS
+
+    def run(share: list[str]) -> dict[str, list]:
+        out = {}
+        with engine.connect() as conn:
+            if sql.postgres:   # the percentile sort and the GROUP BYs stay in memory (this transaction only)
+                conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+            else:              # a report reads most of the file: a page cache big enough not to re-read it
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{REPORT_SQLITE_CACHE_KIB}")
+            try:
+                for name in share:
+                    out[name] = list(conn.execute(statements[name]).mappings())
+            finally:
+                if not sql.postgres:   # the pooled connection goes back with the store's small cache
+                    from kernel.db.engine import SQLITE_CACHE_KIB
+                    conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+                    conn.exec_driver_sql("PRAGMA shrink_memory")
+        return out
+
+    if workers == 1 or len(names) == 1:
+        return run(names)
+    shares = [names[:1], names[1:]]   # the first (longest) alone, the rest on the other connection
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="report") as pool:
+        results = list(pool.map(run, shares))
+    return {name: rows for part in results for name, rows in part.items()}
 
 
 def _lead_scope(sql: _Sql, dims: Sequence[str]):

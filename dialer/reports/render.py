@@ -121,8 +121,10 @@ def plot(path: Path, engine: Engine, period: Period, now: datetime | None = None
         ax.set_ylim(0, 100)
         ax.set_xlabel("hour (center's zone)")
         ax = axes[1][1]
-        named = [r for r in by_operator if r.key["operator"] != "(no operator)"]
+        named = sorted((r for r in by_operator if r.key["operator"] != "(no operator)"),
+                       key=lambda r: r.talk_min_per_hour or 0)
         ax.barh([r.key["operator"] for r in named], [r.talk_min_per_hour or 0 for r in named], color="#8172b2")
+        ax.tick_params(axis="y", labelsize=max(4.0, min(10.0, 240.0 / max(len(named), 1))))
         ax.axvline(45, color="#c44e52", linestyle="--", label="45 min (tuned predictive)")
         ax.set_xlabel("talk minutes per hour worked (0: no hours worked recorded)")
         ax.legend()
