@@ -65,12 +65,14 @@ def fill(db: Database, leads: int, seed: int = 13) -> None:
             dialed = received + timedelta(seconds=rnd.randrange(60, 3600)) if status == "retry" else None
             lead_rows.append({"id": lead_id, "received_at": received, "source": f"src{lead_id % 5}",
                               "product": f"Товар {lead_id % 20}", "status": status, "first_dialed_at": dialed,
+                              "first_dial_allowed_at": None, "first_contact_attempt_no": None,
                               "attempts_count": 0, "contacts_count": 0,
                               "sla_alerted_at": received + timedelta(minutes=15) if dialed and
                               dialed - received > timedelta(minutes=15) else None})
             if dialed is None:
                 continue
             at = dialed
+            first_contact = None
             for no in (1, 2, 3):
                 attempt_id += 1
                 connected = rnd.random() < 0.25
@@ -89,6 +91,8 @@ def fill(db: Database, leads: int, seed: int = 13) -> None:
                     "connected_at": at + timedelta(seconds=15) if connected else None,
                     "ended_at": at + timedelta(seconds=15) + talk if connected else at + timedelta(seconds=30),
                     "wrapup_until": at + timedelta(seconds=45) + talk if connected else None})
+                if connected and first_contact is None:
+                    first_contact = no
                 if connected:
                     disposition_id += 1
                     confirmed = rnd.random() < 0.5
@@ -99,6 +103,9 @@ def fill(db: Database, leads: int, seed: int = 13) -> None:
                         "currency": "RUB" if confirmed else None, "recorded_by": "bench",
                         "created_at": at + talk})
                 at += timedelta(hours=rnd.randrange(1, 30))
+            # what the results writer keeps on the lead: the first dial's dial-allowed moment, first contact
+            lead_rows[-1]["first_dial_allowed_at"] = received
+            lead_rows[-1]["first_contact_attempt_no"] = first_contact
         with db.engine.begin() as conn:
             conn.execute(insert(Lead.__table__), lead_rows)
             if attempt_rows:

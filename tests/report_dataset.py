@@ -45,6 +45,10 @@ def build(db) -> dict[str, int]:
                               operator_id=operator, claimed_at=at, originated_at=at, answered_at=answered,
                               connected_at=connected, ended_at=ended or (at + 30 * S), wrapup_until=wrapup_until)
             session.add(row)
+            # what the results writer keeps on the lead (leads/policy/results.py): the first conversation
+            if result == "connected" or connected is not None:
+                first = lead_row.first_contact_attempt_no
+                lead_row.first_contact_attempt_no = no if first is None else min(first, no)
             session.flush()
             ids[f"{lead_row.name}#{no}"] = row.id
             return row

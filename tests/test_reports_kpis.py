@@ -49,6 +49,11 @@ def day(db):
                               operator_id=operator, dial_allowed_at=allowed,
                               wrapup_until=ended + wrapup if wrapup is not None else None)
             s.add(row)
+            # what the results writer keeps on the lead (leads/policy/results.py)
+            if lead_row.first_dialed_at == claimed:
+                lead_row.first_dial_allowed_at = allowed
+            if talk is not None and lead_row.first_contact_attempt_no is None:
+                lead_row.first_contact_attempt_no = no
             s.flush()
             return row
 
@@ -232,3 +237,24 @@ def test_the_daemon_records_operators_presence_and_the_first_calls_dial_allowed_
     (attempt,) = attempts(db)
     assert attempt.claimed_at == datetime(2026, 11, 25, 10, 3, tzinfo=moscow)
     assert attempt.dial_allowed_at == datetime(2026, 11, 25, 10, 0, tzinfo=moscow)   # quiet hours ended at 10:00
+
+
+def test_the_results_writer_keeps_the_first_dial_and_the_first_conversation_on_the_lead(db):
+    """Claim and results through the product's own path: a lead that arrived at 23:00 is first dialed at
+    10:05 (allowed from 10:00); attempt 1 no answer, attempt 2 (at 16:00) a conversation, attempt 3 (three
+    days later, past the cadence's wait) another one."""
+    from leads.policy.claim import claim_next
+    from leads.policy.results import record_attempt_result
+    from tests.policy_helpers import lead, store
+    store(db, lead(1, at(23, day=24)))
+    facts = []
+    for when, outcome in ((at(10, 5), "no_answer"), (at(16), "connected"), (at(16, day=28), "connected")):
+        claimed = claim_next(db, daemon_id="d", now=when, center_zone="Europe/Moscow", operators=None)
+        assert claimed is not None and claimed.lead_id == 1
+        with db.write() as s:
+            record_attempt_result(s, claimed.attempt_id, outcome, when + timedelta(minutes=1),
+                                  center_zone="Europe/Moscow")
+        with db.read() as s:
+            row = s.get(Lead, 1)
+            facts.append((row.first_dialed_at, row.first_dial_allowed_at, row.first_contact_attempt_no))
+    assert facts == [(at(10, 5), at(10), None), (at(10, 5), at(10), 2), (at(10, 5), at(10), 2)]

@@ -244,43 +244,32 @@ def _run_all(engine: Engine, sql: _Sql, statements: dict[str, Any]) -> dict[str,
 
 
 def _lead_scope(sql: _Sql, dims: Sequence[str]):
-    """Leads of the period with their breakdown values, first contact, first call's dial-allowed moment and
-    confirmed order (one row each)."""
-    # One pass over the attempts for both per-lead facts; an attempt of a lead that arrived in the period
-    # was claimed after the period's start.
-    firsts = (select(A.c.lead_id,
-                     func.min(case((CONNECTED, A.c.attempt_no))).label("no"),
-                     func.min(case((A.c.attempt_no == 1, A.c.dial_allowed_at))).label("allowed"))
-              .where(sql.scan(A.c.claimed_at) >= sql.period.start,
-                     or_(CONNECTED, and_(A.c.attempt_no == 1, A.c.dial_allowed_at.is_not(None))))
-              .group_by(A.c.lead_id).subquery("firsts"))
-    orders = (select(D.c.lead_id, func.count().label("n"),
-                     func.sum(D.c.amount).label("amount"))
-              .where(D.c.kind == DispositionKind.CONFIRMED.value).group_by(D.c.lead_id)
-              .subquery("orders"))
+    """Leads of the period with their breakdown values and confirmed orders (one row each). The first
+    contact's attempt number and the first dial's dial-allowed moment are on the lead row itself."""
+    orders = (select(D.c.lead_id, func.count().label("n"), func.sum(D.c.amount).label("amount"))
+              .where(D.c.kind == DispositionKind.CONFIRMED.value).group_by(D.c.lead_id).subquery("orders"))
     key = _time_dims(sql, L.c.received_at, dims)
     if "source" in dims:
         key["source"] = L.c.source
     if "product" in dims:
         key["product"] = L.c.product
-    scope = (L.outerjoin(firsts, firsts.c.lead_id == L.c.id)
-             .outerjoin(orders, orders.c.lead_id == L.c.id))
+    scope = L.outerjoin(orders, orders.c.lead_id == L.c.id)
     where = and_(sql.scan(L.c.received_at) >= sql.period.start, sql.scan(L.c.received_at) < sql.period.end)
-    return key, scope, where, firsts, orders
+    return key, scope, where, orders
 
 
 def _lead_query(sql: _Sql, dims: Sequence[str]):
-    key, scope, where, first_contact, orders = _lead_scope(sql, dims)
+    key, scope, where, orders = _lead_scope(sql, dims)
     # Leads dialed before the moment was recorded (older rows) count from arrival.
-    delay_allowed = sql.seconds(L.c.first_dialed_at, func.coalesce(first_contact.c.allowed, L.c.received_at))
-    contacted = and_(ACTUAL, first_contact.c.no.is_not(None))
+    delay_allowed = sql.seconds(L.c.first_dialed_at, func.coalesce(L.c.first_dial_allowed_at, L.c.received_at))
+    contacted = and_(ACTUAL, L.c.first_contact_attempt_no.is_not(None))
     confirmed = and_(ACTUAL, orders.c.n.is_not(None))
     delay = sql.seconds(L.c.first_dialed_at, L.c.received_at)
     one = lambda cond: func.sum(case((cond, 1), else_=0))   # noqa: E731
     labels = [v.label(k) for k, v in key.items()]
     return (select(*labels, func.count().label("leads"), one(DUPLICATE).label("duplicates"),
                    one(and_(FAKE, ~DUPLICATE)).label("fakes"), one(contacted).label("contacted"),
-                   func.sum(case((contacted, first_contact.c.no), else_=0)).label("contact_attempts"),
+                   func.sum(case((contacted, L.c.first_contact_attempt_no), else_=0)).label("contact_attempts"),
                    one(confirmed).label("confirmed"), one(and_(ACTUAL, REFUSED)).label("refused"),
                    one(and_(ACTUAL, _REASON == CloseReason.NOT_INTERESTED.value)).label("refused_not_interested"),
                    one(and_(ACTUAL, _REASON == CloseReason.DNC.value)).label("refused_dnc"),
@@ -297,7 +286,7 @@ def _lead_query(sql: _Sql, dims: Sequence[str]):
 
 def _first_dial_percentiles(sql: _Sql, dims: Sequence[str]):
     """Nearest-rank p50/p90 of arrival -> first dial: the smallest delay whose rank reaches p% of the line."""
-    key, _, where, _, _ = _lead_scope(sql, dims)
+    key, _, where, _ = _lead_scope(sql, dims)
     delay = sql.seconds(L.c.first_dialed_at, L.c.received_at)
     parts = list(key.values()) or None
     ranked = (select(*[v.label(k) for k, v in key.items()], delay.label("delay"),

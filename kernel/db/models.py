@@ -74,6 +74,9 @@ class Lead(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
     sla_alerted_at: Mapped[datetime | None]
+    # reports (issue 13): kept as the results are written, so a report reads the leads alone
+    first_dial_allowed_at: Mapped[datetime | None]        # the first dial's call_attempts.dial_allowed_at
+    first_contact_attempt_no: Mapped[int | None] = mapped_column(Integer)   # the attempt that first connected
 
     __table_args__ = (
         Index("ix_leads_phone_received", "phone_e164", "received_at"),

@@ -38,7 +38,8 @@ _L = Lead.__table__.c
 _A = CallAttempt.__table__.c
 # Built once (their SQL is compiled once): the row locks are FOR UPDATE on PostgreSQL, nothing on SQLite.
 _ATTEMPT = (select(_A.id, _A.lead_id, _A.state, _A.result, _A.claimed_at, _A.originated_at, _A.ended_at,
-                   _A.daemon_id).where(_A.id == bindparam("attempt_id")).with_for_update())
+                   _A.daemon_id, _A.attempt_no, _A.dial_allowed_at)
+            .where(_A.id == bindparam("attempt_id")).with_for_update())
 _LEAD = select(*COLUMNS).where(_L.id == bindparam("lead_id")).with_for_update()
 _UPDATE_LEAD = (update(Lead.__table__).where(_L.id == bindparam("lead_id"))
                 .values({name: bindparam(f"v_{name}") for name in
@@ -101,6 +102,9 @@ def record_attempt_result(session: Session, attempt_id: int, result: CallResult 
                           center=center, lead_zone=lead_zone,
                           attempts_today=_attempts_since(connection, lead.id, attempt.id, local_day_start(at, lead_zone)))
     connection.execute(_UPDATE_LEAD, {"lead_id": lead.id, **{f"v_{k}": v for k, v in change.columns().items()}})
+    firsts = _report_firsts(lead, change, attempt)
+    if firsts:
+        connection.execute(update(Lead.__table__).where(_L.id == lead.id).values(**firsts))
     connection.execute(_END_ATTEMPT, {"attempt_id": attempt.id, "v_result": outcome.value,
                                    "v_ended_at": attempt.ended_at or at})
     _expire_loaded(session, (Lead, lead.id), (CallAttempt, attempt.id))
@@ -109,6 +113,16 @@ def record_attempt_result(session: Session, attempt_id: int, result: CallResult 
              change.next_attempt_at, change.counted)
     return RecordedResult(attempt.id, lead.id, outcome.value, change.counted, change.status,
                           change.next_attempt_at, change.close_reason)
+
+
+def _report_firsts(lead, change: LeadUpdate, attempt) -> dict:
+    """The lead's first dial and first conversation as the reports read them (issue 13): written once each."""
+    out = {}
+    if lead.first_dialed_at is None and change.first_dialed_at is not None:
+        out["first_dial_allowed_at"] = attempt.dial_allowed_at
+    if change.contacts_count > lead.contacts_count and lead.contacts_count == 0:
+        out["first_contact_attempt_no"] = attempt.attempt_no
+    return out
 
 
 # Counted attempts of a lead since a moment: every attempt but those given back before dialing.
