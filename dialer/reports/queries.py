@@ -132,13 +132,14 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
 
     lead_family = all(d in LEAD_DIMENSIONS for d in dims)
     worked = all(d in WORKED_DIMENSIONS for d in dims)
-    statements = {}
-    if lead_family:   # the longest first: the others share the second connection meanwhile
-        statements["lead"] = _lead_query(sql, dims)
+    statements = {}   # the longest first (measured at 1M leads), so that neither connection waits at the end
+    if lead_family:
         statements["percentiles"] = _first_dial_percentiles(sql, dims)
+        statements["lead"] = _lead_query(sql, dims)
+    statements["calls"] = _call_query(sql, dims)
+    if lead_family:
         statements["callbacks"] = _callback_query(sql, dims)
         statements["overdue"] = _overdue_callbacks(sql, dims, cap)
-    statements["calls"] = _call_query(sql, dims)
     statements["orders"] = _call_query(sql, dims, orders=True)
     if worked:
         statements["worked"] = _worked_query(sql, dims, cap)
@@ -210,37 +211,44 @@ REPORT_SQLITE_CACHE_KIB = 65536
 
 
 def _run_all(engine: Engine, sql: _Sql, statements: dict[str, Any]) -> dict[str, list]:
-    """Each statement's rows, the statements spread over REPORT_CONNECTIONS connections in parallel
-    (SQLite and PostgreSQL both run a statement without holding Python's lock). A SQLite database in
-    memory is one connection's own: its statements run one after another."""
-    names = list(statements)
+    """Each statement's rows. The statements go, in the order given (the longest first), to whichever of
+    REPORT_CONNECTIONS connections is free: SQLite and PostgreSQL both run a statement without holding
+    Python's lock. A SQLite database in memory is one connection's own: one after another there."""
+    import queue
     database = engine.url.database or ""
-    workers = 1 if not sql.postgres and database in ("", ":memory:") else REPORT_CONNECTIONS
+    workers = 1 if not sql.postgres and database in ("", ":memory:") else min(REPORT_CONNECTIONS, len(statements))
+    todo: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+    for name in statements:
+        todo.put(name)
+    out: dict[str, list] = {}
 
-    def run(share: list[str]) -> dict[str, list]:
-        out = {}
+    def run() -> None:
         with engine.connect() as conn:
             if sql.postgres:   # the percentile sort and the GROUP BYs stay in memory (this transaction only)
                 conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
             else:              # a report reads most of the file: a page cache big enough not to re-read it
                 conn.exec_driver_sql(f"PRAGMA cache_size = -{REPORT_SQLITE_CACHE_KIB}")
             try:
-                for name in share:
+                while True:
+                    try:
+                        name = todo.get_nowait()
+                    except queue.Empty:
+                        return
                     out[name] = list(conn.execute(statements[name]).mappings())
             finally:
                 if not sql.postgres:   # the pooled connection goes back with the store's small cache
                     from kernel.db.engine import SQLITE_CACHE_KIB
                     conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
                     conn.exec_driver_sql("PRAGMA shrink_memory")
-        return out
 
-    if workers == 1 or len(names) == 1:
-        return run(names)
-    shares = [names[:1], names[1:]]   # the first (longest) alone, the rest on the other connection
+    if workers <= 1:
+        run()
+        return out
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="report") as pool:
-        results = list(pool.map(run, shares))
-    return {name: rows for part in results for name, rows in part.items()}
+        for done in [pool.submit(run) for _ in range(workers)]:
+            done.result()
+    return out
 
 
 def _lead_scope(sql: _Sql, dims: Sequence[str]):
