@@ -237,6 +237,8 @@ def test_the_daemon_records_operators_presence_and_the_first_calls_dial_allowed_
     (attempt,) = attempts(db)
     assert attempt.claimed_at == datetime(2026, 11, 25, 10, 3, tzinfo=moscow)
     assert attempt.dial_allowed_at == datetime(2026, 11, 25, 10, 0, tzinfo=moscow)   # quiet hours ended at 10:00
+    with db.read() as s:   # the results writer copied it onto the lead (the lead KPIs read it there)
+        assert s.get(Lead, attempt.lead_id).first_dial_allowed_at == datetime(2026, 11, 25, 10, 0, tzinfo=moscow)
 
 
 def test_the_results_writer_keeps_the_first_dial_and_the_first_conversation_on_the_lead(db):
