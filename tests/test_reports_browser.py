@@ -23,6 +23,16 @@ def test_team_lead_reads_the_report_of_a_chosen_day(sqlite_db):
         page.goto(f"{daemon.url}/console/teamlead/report")
         page.wait_for_selector("#report-kpis")
         assert "Заявок получено" in page.inner_text("#report-kpis")
+        # the abandon budget as of the daemon's now: its words follow its figures (any share over 3%: over)
+        import re
+        budget = page.inner_text("#abandon-budget")
+        found = re.fullmatch(r"Брошенные звонки: сегодня (—|[\d.]+%), за 30 дн\. (—|[\d.]+%) при пределе 3% "
+                             r"от отвеченных — (в норме|близко к пределу|превышен)", budget)
+        assert found, budget
+        shares = [float(x[:-1]) for x in found.groups()[:2] if x != "—"]
+        expected = "превышен" if any(x > 3 for x in shares) else "близко к пределу" if any(
+            x >= 2.4 for x in shares) else "в норме"
+        assert found.group(3) == expected
         # choose the 23rd in the form, as a team lead does
         page.fill("input[name=from]", "2026-11-23")
         page.fill("input[name=to]", "2026-11-23")

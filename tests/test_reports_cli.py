@@ -64,6 +64,16 @@ def test_refusals_by_reason_and_the_script_breakdown(run_dialer, ids):
     assert all("occupancy_pct" in r for r in json.loads(by_operator.stdout)["rows"])
 
 
+def test_abandon_budget(run_dialer, ids):
+    done = run_dialer("report", "budget", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["limit_percent"], data["window_days"]) == (3.0, 30)   # the policy's defaults
+    assert data["state"] in ("ok", "near", "over") and data["day_answered"] >= 0
+    table = run_dialer("report", "budget")
+    assert table.returncode == 0 and "abandon budget" in table.stdout
+
+
 def test_xlsx_and_plot(run_dialer, ids, tmp_path):
     import openpyxl
     done = run_dialer("report", *SPAN, "--by", "day", "--format", "xlsx", "-o", "r.xlsx", "--plot", "charts.png")

@@ -260,3 +260,45 @@ def test_the_results_writer_keeps_the_first_dial_and_the_first_conversation_on_t
             row = s.get(Lead, 1)
             facts.append((row.first_dialed_at, row.first_dial_allowed_at, row.first_contact_attempt_no))
     assert facts == [(at(10, 5), at(10), None), (at(10, 5), at(10), 2), (at(10, 5), at(10), 2)]
+
+
+# ---------------------------------------------------------------- the abandon budget (issue 15)
+
+def test_the_abandon_budget_state_follows_the_limit_and_its_80_percent_margin():
+    from dialer.reports.budget import AbandonBudget
+    def state(day, window):   # (answered, abandoned) each; limit 3 %
+        return AbandonBudget(3.0, 30, day[0], day[1], window[0], window[1]).state
+    assert state((0, 0), (0, 0)) == "ok"                  # nothing answered yet
+    assert state((100, 2), (1000, 20)) == "ok"            # 2.0 % < 2.4 %
+    assert state((100, 2), (1000, 24)) == "near"          # 2.4 % = 80 % of 3 %
+    assert state((100, 3), (1000, 10)) == "near"          # 3.0 % is within the limit
+    assert state((100, 4), (1000, 10)) == "over"          # today 4 % > 3 %
+    assert state((10, 0), (1000, 31)) == "over"           # the 30 days 3.1 % > 3 %
+
+
+def test_the_abandon_budget_counts_today_and_the_rolling_window(db):
+    from dialer.reports.budget import read_budget
+    from leads.policy.values import DEFAULTS
+    with db.write() as s:
+        lead = Lead(received_at=at(9, day=1), source="site", status="retry", phone_e164="+79990000001")
+        s.add(lead)
+        s.flush()
+        rows = [   # (day of November, result): answered = connected + abandoned
+            (25, "connected"), (25, "connected"), (25, "abandoned"), (25, "no_answer"),   # today: 1 of 3
+            (10, "connected"), (10, "connected"), (10, "connected"),                      # in the 30 days
+            (10, "abandoned"),
+            (1, "abandoned"), (1, "abandoned")]                                           # 24 days + 1: in
+        for no, (day_, result) in enumerate(rows, start=1):
+            claimed = at(11, day=day_)
+            s.add(CallAttempt(lead_id=lead.id, attempt_no=no, daemon_id="t", state="ended", result=result,
+                              claimed_at=claimed, ended_at=claimed + M,
+                              answered_at=claimed if result in ("connected", "abandoned") else None,
+                              connected_at=claimed if result == "connected" else None))
+        s.add(CallAttempt(lead_id=lead.id, attempt_no=99, daemon_id="t", state="ended", result="abandoned",
+                          claimed_at=at(11, day=24) - timedelta(days=31), ended_at=at(11, day=24) - timedelta(days=31),
+                          answered_at=at(11, day=24) - timedelta(days=31)))                  # 31 days back: out
+    budget = read_budget(db.engine, at(15), "Europe/Moscow", DEFAULTS)
+    assert (budget.day_answered, budget.day_abandoned, budget.day_percent) == (3, 1, round(100 / 3, 2))
+    # the 30 days before 2026-11-25 15:00: the 25th, the 10th and the 1st (from 2026-10-26 15:00 on)
+    assert (budget.window_answered, budget.window_abandoned) == (3 + 4 + 2, 1 + 1 + 2)
+    assert budget.state == "over"

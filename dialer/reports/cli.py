@@ -145,6 +145,32 @@ def results(ctx: typer.Context,
         _emit(to_csv(rows) if fmt is ReportFormat.csv else to_json(rows, period) + "\n", output)
 
 
+@app.command("budget")
+def budget(ctx: typer.Context,
+           fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table or json")) -> None:
+    """The abandon budget now: abandoned calls (answered, no operator within 2 s) as a share of answered
+    calls today and over the policy's rolling window (abandon_budget_days), against abandon_budget_percent;
+    state ok, near (80% of the limit or more: a predictive pacer falls back to progressive) or over."""
+    from dialer.reports.budget import read_budget
+    from leads.policy.store import current_policy
+    if fmt not in (ReportFormat.table, ReportFormat.json):
+        raise UsageError("--format for the budget: table or json")
+    settings, db = _store(ctx)
+    state = read_budget(db.engine, clock.now(), settings.center_timezone, current_policy(db))
+    if fmt is ReportFormat.json:
+        import json
+        sys.stdout.write(json.dumps(state.as_dict(), ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table(title=f"abandon budget: at most {state.limit_percent:g}% of answered calls ({state.state})")
+    for column in ("window", "answered", "abandoned", "abandoned %", "limit %"):
+        table.add_column(column)
+    table.add_row("today", str(state.day_answered), str(state.day_abandoned), _cell(state.day_percent),
+                  f"{state.limit_percent:g}")
+    table.add_row(f"last {state.window_days} days", str(state.window_answered), str(state.window_abandoned),
+                  _cell(state.window_percent), f"{state.limit_percent:g}")
+    console.print(table)
+
+
 @app.command("refusals")
 def refusals(ctx: typer.Context,
              start: Optional[str] = typer.Option(None, "--from", help=FROM_HELP),

@@ -56,6 +56,7 @@ def report_body(engine: Engine, period: Period, *, charts: bool = True, now: dat
                       f"<td>{_cell(r.occupancy_pct)}</td></tr>"
                       for r in operators)
     svg = _charts(engine, period, now) if charts else ""
+    budget = _budget_line(engine, period, now)
     return (f'<section id="report"><h1>Отчёт</h1>'
             f'<form id="report-period" method="get"><label>С <input type="date" name="from" '
             f'value="{period.start.astimezone(tz):%Y-%m-%d}"></label> <label>по <input type="date" name="to" '
@@ -63,12 +64,32 @@ def report_body(engine: Engine, period: Period, *, charts: bool = True, now: dat
             f'<a href="/console/teamlead/report">сегодня</a> · <a href="/console/teamlead">смена</a></form>'
             f'<p class="muted" id="report-span">{period.start.astimezone(tz):%Y-%m-%d %H:%M} — '
             f'{period.end.astimezone(tz):%Y-%m-%d %H:%M} ({escape(period.zone)})</p>'
-            f'<table id="report-kpis">{kpis}</table>'
+            f'{budget}<table id="report-kpis">{kpis}</table>'
             f'<h2>По дням</h2><table id="report-days"><tr><th>День</th>{head}</tr>{day_rows}</table>'
             f'<h2>По операторам</h2><table id="report-operators"><tr><th>Оператор</th><th>Звонков</th>'
             f'<th>Разговоров</th><th>Разговор, мин</th><th>Заказов</th><th>Сумма</th><th>Часов в работе</th>'
             f'<th>Минут разговора в час</th><th>Занятость, %</th></tr>{op_rows}</table>'
             f'<div id="report-charts">{svg}</div></section>')
+
+
+BUDGET_WORDS = {"ok": "в норме", "near": "близко к пределу", "over": "превышен"}
+
+
+def _budget_line(engine: Engine, period: Period, now: datetime | None) -> str:
+    """The abandon budget as of now (not of the chosen period): what the pacing must respect today."""
+    from sqlalchemy.orm import Session
+
+    from dialer.reports.budget import read_budget
+    from leads.policy.store import current_policy
+    if now is None:
+        return ""
+    with Session(engine) as session:
+        policy = current_policy(session)
+    b = read_budget(engine, now, period.zone, policy)
+    day = "—" if b.day_percent is None else f"{b.day_percent:g}%"
+    window = "—" if b.window_percent is None else f"{b.window_percent:g}%"
+    return (f'<p id="abandon-budget" data-state="{b.state}">Брошенные звонки: сегодня {day}, за {b.window_days} дн. '
+            f'{window} при пределе {b.limit_percent:g}% от отвеченных — {BUDGET_WORDS[b.state]}</p>')
 
 
 def _charts(engine: Engine, period: Period, now: datetime | None = None) -> str:

@@ -177,6 +177,11 @@ class Policy:
                                     _whole(5, 300))
     lease_seconds: int = key(300, "A claimed lead stays leased to its daemon this long unless renewed; a "
                                   "crashed daemon's claims come back after it", _whole(30, 3600))
+    # Abandoned calls (issue 15): customers who answered and found no operator within 2 s
+    abandon_budget_percent: float = key(3.0, "Abandoned calls may be at most this share of answered calls, "
+                                             "in one day and over the rolling window below (US: 3% over 30 "
+                                             "days; UK: 3% over 24 hours)", _number(0, 100), _read_number)
+    abandon_budget_days: int = key(30, "The abandon budget's rolling window, in days", _whole(1, 365))
     # Intake
     dedup_window_hours: float = key(24, "Variant B dedup: a phone-only lead whose phone was received within "
                                         "this many hours is a duplicate", _number(0, 24 * 365), _read_number)
