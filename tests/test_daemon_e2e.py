@@ -93,8 +93,10 @@ def test_given_two_operators_when_many_leads_then_calls_never_outnumber_free_ope
 
     pbx_stats, daemon_stats = asyncio.run(scenario())
     assert pbx_stats.calls_placed == len(numbers)
-    assert pbx_stats.peak_calls_in_progress <= 2
-    assert daemon_stats.max_in_progress <= 2
+    # never more calls than free operators, and no operator left idle while leads wait (issue 15, item 5)
+    assert pbx_stats.peak_calls_in_progress == 2
+    assert daemon_stats.max_in_progress == 2
+    assert all(op.calls_connected >= 2 for op in pbx_stats.operators), pbx_stats.operators
     assert all(op.peak_concurrent <= 1 for op in pbx_stats.operators)
     assert Counter(a.result for a in attempts(db)) == Counter({"connected": len(numbers)})
 
