@@ -23,6 +23,7 @@ from kernel.db.models import CallAttempt, Disposition, Lead, Operator
 from kernel.settings import Settings
 from leads.intake import Intake
 from tests.conftest import utc
+from tests.log_problems import Problems
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -31,14 +32,6 @@ SEEN: dict[int, int] = {}
 TOPICS = ["доставка", "цена", "качество", "оплата", "гарантия", "другое"]
 
 
-class Problems(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info or record.levelno >= logging.ERROR:
-            self.records.append(record)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from kernel.settings import IntakeSettings, Settings, describe, load_settings
 from leads.intake import Intake
 from leads.sources.csv_import import import_csv
 from tests.conftest import utc
+from tests.log_problems import Problems
 
 TOKEN = "fuzz-token"
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
@@ -47,16 +48,6 @@ def report(request):
             print(f"fuzz {entry}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
 
-class Problems(logging.Handler):
-    """Every log record with a traceback or at ERROR: the server must write none for any input."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info or record.levelno >= logging.ERROR:
-            self.records.append(record)
 
 
 @pytest.fixture(scope="module")
