@@ -1,0 +1,120 @@
+"""The day's KPIs from what the store holds at its end (pure, over day.DayRecord).
+
+Definitions (docs/simulate.md says the same):
+- callable leads: leads the intake stored as new (not duplicate, invalid, fake or on the DNC list);
+- first_call_met_pct: callable leads first dialed by their first-call deadline (15 minutes from arrival,
+  counted from the end of quiet hours for a lead that arrived in them: the product's own deadline) /
+  callable leads; a lead never dialed has missed it. sla_breaches: the callable leads that missed it;
+- first_dial_p50_s / p90_s: seconds from the moment the lead could first be dialed (its arrival, or the
+  end of quiet hours) to its first dial, over the callable leads dialed (nearest rank, as `dialer report`);
+- first_dial_15min_pct: `dialer report`'s own figure: leads first dialed within 15 minutes of ARRIVAL /
+  leads dialed (night leads count as late there);
+- contact_rate_pct: callable leads with a conversation (a call that reached an operator) / callable leads;
+- attempts_per_contact: calls / conversations; abandoned_pct: abandoned / answered calls;
+- talk_min_per_operator_hour: talk minutes (operator took the call -> its end) / staffed operator-hours;
+  contacts_per_operator_hour: conversations / staffed operator-hours;
+- undialed_at_end: callable leads never dialed when the day ends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from dialer.simulate.day import DayRecord
+from leads.attempt import CallResult
+from leads.lead import LeadStatus
+
+
+@dataclass(frozen=True)
+class DayKpis:
+    strategy: str
+    pacing: str
+    leads: int
+    callable_leads: int
+    first_call_met_pct: float | None
+    sla_breaches: int
+    first_dial_p50_s: float | None
+    first_dial_p90_s: float | None
+    first_dial_15min_pct: float | None
+    contact_rate_pct: float | None
+    calls: int
+    answered: int
+    conversations: int
+    attempts_per_contact: float | None
+    abandoned: int
+    abandoned_pct: float | None
+    talk_min: float
+    operator_hours: float
+    talk_min_per_operator_hour: float | None
+    contacts_per_operator_hour: float | None
+    undialed_at_end: int
+    dial_ratio_max: float
+    wall_seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("first_call_met_pct", "first dial by deadline %"), ("sla_breaches", "SLA breaches"),
+    ("first_dial_p50_s", "first dial p50 s"), ("first_dial_p90_s", "first dial p90 s"),
+    ("first_dial_15min_pct", "15 min from arrival %"), ("contact_rate_pct", "contact rate %"),
+    ("attempts_per_contact", "attempts / contact"), ("abandoned_pct", "abandoned %"),
+    ("talk_min_per_operator_hour", "talk min / op-hour"), ("contacts_per_operator_hour", "contacts / op-hour"),
+    ("undialed_at_end", "undialed at end"), ("calls", "calls"), ("callable_leads", "callable leads"),
+    ("wall_seconds", "wall s"),
+)
+
+
+def day_kpis(record: DayRecord) -> DayKpis:
+    callable_leads = [lead for lead in record.leads if lead.intake_status == LeadStatus.NEW.value]
+    limit = record.first_call_minutes * 60
+    waits, met = [], 0
+    for lead in callable_leads:
+        if lead.first_dialed_at is None:
+            continue
+        wait = max(0.0, (lead.first_dialed_at - (lead.due_from or lead.received_at)).total_seconds())
+        waits.append(wait)
+        met += wait <= limit
+    from_arrival = [(lead.first_dialed_at - lead.received_at).total_seconds()
+                    for lead in record.leads if lead.first_dialed_at is not None]
+    calls = [a for a in record.attempts if a.ended_at is not None]
+    answered = [a for a in calls if a.answered_at is not None or a.connected_at is not None]
+    connected = [a for a in calls if a.connected_at is not None or a.result == CallResult.CONNECTED.value]
+    abandoned = sum(1 for a in calls if a.result == CallResult.ABANDONED.value)
+    talk = sum(max(0.0, (a.ended_at - a.connected_at).total_seconds()) for a in connected if a.connected_at)
+    contacted = {a.lead_id for a in connected}
+    hours = record.operator_hours
+    undialed = sum(1 for lead in callable_leads if lead.first_dialed_at is None)
+    return DayKpis(
+        strategy=record.strategy, pacing=record.pacing, leads=len(record.leads), callable_leads=len(callable_leads),
+        first_call_met_pct=_pct(met, len(callable_leads)), sla_breaches=len(callable_leads) - met,
+        first_dial_p50_s=_round(nearest_rank(waits, 0.5)), first_dial_p90_s=_round(nearest_rank(waits, 0.9)),
+        first_dial_15min_pct=_pct(sum(1 for w in from_arrival if w <= 15 * 60), len(from_arrival)),
+        contact_rate_pct=_pct(sum(1 for lead in callable_leads if lead.id in contacted), len(callable_leads)),
+        calls=len(calls), answered=len(answered), conversations=len(connected),
+        attempts_per_contact=_round(len(calls) / len(connected), 2) if connected else None,
+        abandoned=abandoned, abandoned_pct=_pct(abandoned, len(answered)),
+        talk_min=round(talk / 60, 1), operator_hours=round(hours, 2),
+        talk_min_per_operator_hour=round(talk / 60 / hours, 1) if hours else None,
+        contacts_per_operator_hour=round(len(connected) / hours, 2) if hours else None,
+        undialed_at_end=undialed, dial_ratio_max=round(record.dial_ratio_max, 2),
+        wall_seconds=round(record.wall_seconds, 2))
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float | None:
+    """The smallest value whose rank reaches q of the values (the report's percentiles)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
