@@ -66,7 +66,7 @@ class DayPlan:
     behaviour: Behaviour = field(default_factory=Behaviour)
     closes: time = time(22, 0)           # no new call after this (calls in progress finish)
     seed: int = 1
-    idle_poll_seconds: int = 30          # with free operators and nothing dialable, ask the claim again after
+    idle_poll_seconds: int = 300         # safety poll: with nothing dialable, ask the claim again after this at most
 
     @property
     def zone(self) -> ZoneInfo:
@@ -118,6 +118,7 @@ class DayRecord:
     wall_seconds: float
     events: int
     claims: int
+    day_end: datetime
     dial_ratio_max: float = 1.0
 
 
@@ -155,6 +156,7 @@ class SimulatedDay:
         self.waiting: list[int] = []                      # answered calls waiting for an operator (predictive)
         self.on_duty = 0
         self.wake_at: datetime | None = None
+        self.idle_until: datetime | None = None          # the claim found nothing; nothing can change before
         self.hopper: list[int] = []
         self.hopper_at: datetime | None = None
         self.renewing = False
@@ -199,15 +201,19 @@ class SimulatedDay:
         if not outcome.already_stored:
             self.intake_status[outcome.lead_id] = outcome.status.value
         if outcome.status is LeadStatus.NEW:
+            self.idle_until = None
             self._dial(now)
 
     def _on_shift(self, now: datetime, _: Any) -> None:
         self.on_duty = self.plan.staffing.on_duty(now, self.zone) if now < self.plan.end else 0
+        self.idle_until = None
         self._dial(now)
 
     def _on_wake(self, now: datetime, _: Any) -> None:
         if self.wake_at is not None and now >= self.wake_at:
             self.wake_at = None
+        if self.idle_until is not None and now >= self.idle_until:
+            self.idle_until = None
         self._dial(now)
 
     def _on_refill(self, now: datetime, _: Any) -> None:
@@ -277,6 +283,8 @@ class SimulatedDay:
         wrapup = live.call.wrapup if connected else 0.0
         store_updates(self.db, self._updates(live, now, result, connected), center_zone=self.plan.center_zone,
                       wrapup_limit_seconds=wrapup, now=now)
+        if self.idle_until is not None and self._due_again(live.lead_id, now):
+            self.idle_until = None                       # a retry delay of 0: the lead is dialable at once
         if self.pacer is not None:
             self.pacer.dialed(answered=live.answered_at is not None)
             if live.answered_at is not None:
@@ -320,8 +328,21 @@ class SimulatedDay:
     def _free(self, now: datetime) -> list[str]:
         return [o for o in self.operators[:self.on_duty] if o not in self.busy]
 
+    def _due_again(self, lead_id: int, now: datetime) -> bool:
+        with self.db.read() as session:
+            row = session.execute(select(Lead.status, Lead.next_attempt_at).where(Lead.id == lead_id)).one()
+        return row.status in _DIALABLE and (row.next_attempt_at is None or _aware(row.next_attempt_at) <= now)
+
     def _dial(self, now: datetime) -> None:
+        """Place the calls the pacing asks for, each chosen by the strategy's chooser.
+
+        After a claim found nothing, the loop does not ask again before its wake-up time unless a lead
+        arrived, a shift changed or a result made a lead due at once (see _sleep): nothing else can
+        make a lead dialable, and each empty claim reads the whole waiting queue.
+        """
         if now >= self.plan.end or self.on_duty == 0:
+            return
+        if self.idle_until is not None and now < self.idle_until:
             return
         while True:
             free = self._free(now)
@@ -368,19 +389,32 @@ class SimulatedDay:
         return True
 
     def _sleep(self, now: datetime) -> None:
-        """Nothing dialable now: ask again at the next due retry, quiet hours' end, or the idle poll."""
+        """Nothing dialable now: ask the claim again only when something can have changed.
+
+        A call ending, an operator freed, a lead arriving or a shift starting asks at once (their
+        events); otherwise a lead becomes dialable when its next_attempt_at passes or when quiet hours
+        end in its zones, so the loop wakes at the earliest of those, with a safety poll every
+        `idle_poll_seconds` for any rule that waits on something else.
+        """
         if self.strategy.chooser is Chooser.HOPPER:
             return                                       # the next refill wakes it
-        poll = _next_grid(now, self.plan.idle_poll_seconds)
-        candidates = [poll]
-        if in_quiet_hours(now, self.zone, self.strategy.policy):
-            candidates.append(quiet_until(now, self.zone, self.strategy.policy))
+        policy = self.strategy.policy
+        candidates = [_next_grid(now, self.plan.idle_poll_seconds)]
         with self.db.read() as session:
             due = session.scalar(select(func.min(Lead.next_attempt_at)).where(
-                Lead.status.in_(_DIALABLE), Lead.next_attempt_at > now))
+                Lead.status.in_(_DIALABLE), Lead.lease_owner.is_(None), Lead.next_attempt_at > now))
+            waiting = session.execute(select(Lead.phone_e164, Lead.timezone, Lead.region).where(
+                Lead.status.in_(_DIALABLE), Lead.lease_owner.is_(None),
+                Lead.next_attempt_at.is_(None) | (Lead.next_attempt_at <= now))).all()
         if due is not None:
             candidates.append(_aware(due))
+        for row in set(waiting):
+            zones = lead_zones(row.timezone, row.phone_e164, policy.unknown_zone_rule, row.region).zones
+            allowed = first_allowed(now, (self.zone, *zones), policy)
+            if allowed is not None and allowed > now:
+                candidates.append(allowed)
         wake = min(candidates)
+        self.idle_until = wake
         if self.wake_at is None or wake < self.wake_at or self.wake_at <= now:
             self.wake_at = wake
             self._at(wake, "wake", None)
@@ -468,7 +502,7 @@ class SimulatedDay:
                              for a in attempts)
         return DayRecord(self.strategy.name, self.strategy.pacing.value, tuple(lead_rows), attempt_rows,
                          self.plan.staffing.operator_hours(), policy.first_call_minutes, wall, self.events,
-                         self.claims, self.pacer.max_ratio if self.pacer is not None else 1.0)
+                         self.claims, self.plan.end, self.pacer.max_ratio if self.pacer is not None else 1.0)
 
 
 def simulate(plan: DayPlan, strategies: Sequence[Strategy], folder: Path,

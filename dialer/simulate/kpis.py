@@ -4,7 +4,9 @@ Definitions (docs/simulate.md says the same):
 - callable leads: leads the intake stored as new (not duplicate, invalid, fake or on the DNC list);
 - first_call_met_pct: callable leads first dialed by their first-call deadline (15 minutes from arrival,
   counted from the end of quiet hours for a lead that arrived in them: the product's own deadline) /
-  callable leads; a lead never dialed has missed it. sla_breaches: the callable leads that missed it;
+  callable leads due today (those that could be dialed before the day's end; a lead whose quiet hours
+  last past the end is carried to tomorrow, not counted); a lead never dialed has missed it.
+  sla_breaches: the callable leads due today that missed it;
 - first_dial_p50_s / p90_s: seconds from the moment the lead could first be dialed (its arrival, or the
   end of quiet hours) to its first dial, over the callable leads dialed (nearest rank, as `dialer report`);
 - first_dial_15min_pct: `dialer report`'s own figure: leads first dialed within 15 minutes of ARRIVAL /
@@ -13,7 +15,8 @@ Definitions (docs/simulate.md says the same):
 - attempts_per_contact: calls / conversations; abandoned_pct: abandoned / answered calls;
 - talk_min_per_operator_hour: talk minutes (operator took the call -> its end) / staffed operator-hours;
   contacts_per_operator_hour: conversations / staffed operator-hours;
-- undialed_at_end: callable leads never dialed when the day ends.
+- undialed_at_end: callable leads never dialed when the day ends (carried_to_tomorrow of them could
+  not be dialed before the end at all: quiet hours in their zone).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class DayKpis:
     pacing: str
     leads: int
     callable_leads: int
+    due_today: int
     first_call_met_pct: float | None
     sla_breaches: int
     first_dial_p50_s: float | None
@@ -50,6 +54,7 @@ class DayKpis:
     talk_min_per_operator_hour: float | None
     contacts_per_operator_hour: float | None
     undialed_at_end: int
+    carried_to_tomorrow: int
     dial_ratio_max: float
     wall_seconds: float
 
@@ -70,9 +75,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 
 def day_kpis(record: DayRecord) -> DayKpis:
     callable_leads = [lead for lead in record.leads if lead.intake_status == LeadStatus.NEW.value]
+    due_today = [lead for lead in callable_leads if lead.due_from is not None and lead.due_from < record.day_end]
     limit = record.first_call_minutes * 60
     waits, met = [], 0
-    for lead in callable_leads:
+    for lead in due_today:
         if lead.first_dialed_at is None:
             continue
         wait = max(0.0, (lead.first_dialed_at - (lead.due_from or lead.received_at)).total_seconds())
@@ -90,7 +96,7 @@ def day_kpis(record: DayRecord) -> DayKpis:
     undialed = sum(1 for lead in callable_leads if lead.first_dialed_at is None)
     return DayKpis(
         strategy=record.strategy, pacing=record.pacing, leads=len(record.leads), callable_leads=len(callable_leads),
-        first_call_met_pct=_pct(met, len(callable_leads)), sla_breaches=len(callable_leads) - met,
+        due_today=len(due_today), first_call_met_pct=_pct(met, len(due_today)), sla_breaches=len(due_today) - met,
         first_dial_p50_s=_round(nearest_rank(waits, 0.5)), first_dial_p90_s=_round(nearest_rank(waits, 0.9)),
         first_dial_15min_pct=_pct(sum(1 for w in from_arrival if w <= 15 * 60), len(from_arrival)),
         contact_rate_pct=_pct(sum(1 for lead in callable_leads if lead.id in contacted), len(callable_leads)),
@@ -100,7 +106,7 @@ def day_kpis(record: DayRecord) -> DayKpis:
         talk_min=round(talk / 60, 1), operator_hours=round(hours, 2),
         talk_min_per_operator_hour=round(talk / 60 / hours, 1) if hours else None,
         contacts_per_operator_hour=round(len(connected) / hours, 2) if hours else None,
-        undialed_at_end=undialed, dial_ratio_max=round(record.dial_ratio_max, 2),
+        undialed_at_end=undialed, carried_to_tomorrow=len(callable_leads) - len(due_today), dial_ratio_max=round(record.dial_ratio_max, 2),
         wall_seconds=round(record.wall_seconds, 2))
 
 
