@@ -95,7 +95,7 @@ def parse_shifts(text: str) -> Staffing:
         h1, m1, h2, m2, count = match.groups()
         try:
             start = time(int(h1), int(m1 or 0))
-            end = time(int(h2), int(m2 or 0)) if int(h2) < 24 else time(23, 59, 59, 999999)
+            end = time(23, 59, 59, 999999) if (int(h2), int(m2 or 0)) == (24, 0) else time(int(h2), int(m2 or 0))
         except ValueError:
             raise UsageError(f"--shifts {text!r}: {part.strip()!r} has an hour or minute out of range") from None
         if end <= start:

@@ -1,0 +1,235 @@
+"""`dialer simulate` (issue 15): a day on a virtual clock through the product's own intake, claim and results.
+
+Expected figures are worked out by hand from the rules (arrival times, ring, talk and wrap-up), never
+read from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dialer.simulate.customers import Behaviour
+from dialer.simulate.day import DayPlan, simulate
+from dialer.simulate.inputs import Arrival, constant_staffing, parse_shifts
+from dialer.simulate.kpis import day_kpis
+from dialer.simulate.strategies import Chooser, Strategy, parse_strategy
+from kernel.errors import UsageError
+from leads.intake import LeadIn
+from leads.policy.values import DEFAULTS
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+DAY = date(2026, 11, 24)
+PHONES = ["+7 916 123-45-01", "8 (916) 123-45-02", "+79161234503", "+7 916 123 45 04"]
+
+
+def at(clock: str, day: date = DAY) -> datetime:
+    return datetime.combine(day, time.fromisoformat(clock), MOSCOW)
+
+
+def everyone_answers(**overrides) -> Behaviour:
+    """Every call answered after 4 s, the operator takes it after 2 s, talks 60 s, wraps up 30 s."""
+    figures = dict(answer_by_hour={h: 1.0 for h in range(24)}, answer_by_attempt=(1.0,), answer_after=(4, 4),
+                   operator_ring=(2, 2), talk=(60, 60), wrapup=(30, 30))
+    figures.update(overrides)
+    return Behaviour(**figures)
+
+
+def day_of(arrivals: list[tuple[str, str]], strategy: Strategy, tmp_path: Path, *, operators: int = 1,
+           behaviour: Behaviour | None = None, shifts: str | None = None, previous_evening: bool = False):
+    leads = tuple(Arrival(at(t, DAY - timedelta(days=1)) if previous_evening and t >= "22:00" else at(t),
+                          LeadIn(phone=phone, name="Анна")) for t, phone in arrivals)
+    staffing = parse_shifts(shifts) if shifts else constant_staffing(operators, time(10), time(22))
+    plan = DayPlan(DAY, "Europe/Moscow", leads, staffing, behaviour or everyone_answers())
+    record, = simulate(plan, [strategy], tmp_path)
+    return record
+
+
+def first_dials(record) -> list[datetime]:
+    return [lead.first_dialed_at.astimezone(MOSCOW) for lead in record.leads]
+
+
+PROGRESSIVE = Strategy("progressive", DEFAULTS)
+HOPPER = Strategy("fifo-hopper-60s", DEFAULTS, Chooser.HOPPER)
+
+
+# ---------------------------------------------------------------- a day small enough to check by hand
+
+def test_given_three_leads_one_operator_and_everyone_answering_when_simulated_then_dials_and_talk_are_as_worked_out(
+        tmp_path):
+    record = day_of([("10:00:00", PHONES[0]), ("10:00:30", PHONES[1]), ("10:01:00", PHONES[2])], PROGRESSIVE,
+                    tmp_path)
+    # lead 1: dialed on arrival 10:00:00, answered 10:00:04, operator 10:00:06, ends 10:01:06, wrap-up to 10:01:36
+    # lead 2 (earlier deadline than lead 3): dialed 10:01:36, operator 10:01:42, ends 10:02:42, free 10:03:12
+    # lead 3: dialed 10:03:12, operator 10:03:18, ends 10:04:18
+    assert first_dials(record) == [at("10:00:00"), at("10:01:36"), at("10:03:12")]
+    connected = [(a.connected_at.astimezone(MOSCOW), a.ended_at.astimezone(MOSCOW)) for a in record.attempts]
+    assert connected == [(at("10:00:06"), at("10:01:06")), (at("10:01:42"), at("10:02:42")),
+                         (at("10:03:18"), at("10:04:18"))]
+    kpis = day_kpis(record)
+    assert kpis.talk_min == 3.0                              # three 60 s conversations
+    assert kpis.operator_hours == 12.0                       # one operator 10:00-22:00
+    assert kpis.talk_min_per_operator_hour == 0.2            # 3 / 12 = 0.25 -> 0.2 (round half to even)
+    assert (kpis.first_dial_p50_s, kpis.first_dial_p90_s) == (66.0, 132.0)   # waits 0, 66, 132 s: nearest rank
+    assert (kpis.first_call_met_pct, kpis.sla_breaches) == (100.0, 0)
+    assert (kpis.contact_rate_pct, kpis.attempts_per_contact, kpis.abandoned_pct) == (100.0, 1.0, 0.0)
+    assert kpis.undialed_at_end == 0
+
+
+def test_given_a_duplicate_and_a_fake_when_simulated_then_the_intake_keeps_them_out_of_the_calls(tmp_path):
+    record = day_of([("10:00:00", PHONES[0]), ("10:00:10", "8 916 123 45 01"), ("10:00:20", "12345")],
+                    PROGRESSIVE, tmp_path)
+    kpis = day_kpis(record)
+    assert (kpis.leads, kpis.callable_leads, kpis.calls) == (3, 1, 1)
+
+
+# ---------------------------------------------------------------- quiet hours
+
+def test_given_a_lead_at_23_00_moscow_when_operators_start_at_8_then_it_is_first_dialed_at_10_00(tmp_path):
+    record = day_of([("23:00:00", PHONES[0])], PROGRESSIVE, tmp_path, shifts="08-22:1", previous_evening=True)
+    assert record.leads[0].received_at == at("23:00:00", DAY - timedelta(days=1))
+    assert first_dials(record) == [at("10:00:00")]
+    kpis = day_kpis(record)
+    assert (kpis.first_dial_p50_s, kpis.first_call_met_pct) == (0.0, 100.0)   # due from 10:00, dialed then
+    assert kpis.first_dial_15min_pct == 0.0                  # the report's figure counts from arrival: 11 h
+
+
+def test_given_a_lead_at_21_59_and_one_at_22_00_when_simulated_then_the_first_is_dialed_and_the_second_is_not_the_day(
+        tmp_path):
+    record = day_of([("21:59:00", PHONES[0]), ("22:00:00", PHONES[1])], PROGRESSIVE, tmp_path)
+    assert first_dials(record) == [at("21:59:00")]          # its call ends after 22:00: calls in progress finish
+    assert len(record.leads) == 1                            # arriving at the close: outside the simulated day
+
+
+# ---------------------------------------------------------------- the VICIdial-style hopper baseline
+
+def test_given_the_hopper_when_leads_arrive_between_refills_then_they_wait_for_the_next_minute_in_arrival_order(
+        tmp_path):
+    behaviour = everyone_answers(operator_ring=(0, 0), wrapup=(0, 0))
+    arrivals = [("10:00:10", PHONES[0]), ("10:00:20", PHONES[1]), ("10:01:05", PHONES[2])]
+    record = day_of(arrivals, HOPPER, tmp_path, operators=3, behaviour=behaviour)
+    # refill 10:01:00 holds the first two (arrival order) -> both dialed then; the third arrived at 10:01:05
+    # with an operator free, but enters the hopper only at the 10:02:00 refill
+    assert first_dials(record) == [at("10:01:00"), at("10:01:00"), at("10:02:00")]
+    product = day_of(arrivals, PROGRESSIVE, tmp_path, operators=3, behaviour=behaviour)
+    assert first_dials(product) == [at("10:00:10"), at("10:00:20"), at("10:01:05")]   # the claim: on arrival
+
+
+def test_given_the_hopper_and_one_operator_when_calls_queue_then_they_go_in_arrival_order(tmp_path):
+    behaviour = everyone_answers(operator_ring=(0, 0), wrapup=(0, 0))
+    arrivals = [("10:00:10", PHONES[0]), ("10:00:20", PHONES[1]), ("10:01:05", PHONES[2])]
+    record = day_of(arrivals, HOPPER, tmp_path, operators=1, behaviour=behaviour)
+    # A: 10:01:00 -> answered 10:01:04, talks 60 s -> ends 10:02:04; B next (refill 10:02:00 holds B, C),
+    # 10:02:04 -> ends 10:03:08; C: 10:03:08
+    assert first_dials(record) == [at("10:01:00"), at("10:02:04"), at("10:03:08")]
+
+
+# ---------------------------------------------------------------- determinism
+
+def test_given_the_same_seed_when_run_twice_then_the_output_is_identical_and_another_seed_differs(run_cli):
+    args = ["simulate", "--leads-count", "80", "--operators", "2", "--format", "json",
+            "--policy", "progressive", "--policy", "fifo-hopper-60s"]
+    first, second = run_cli(*args, "--seed", "3"), run_cli(*args, "--seed", "3")
+    other = run_cli(*args, "--seed", "4")
+    assert first[0] == second[0] == other[0] == 0, first[2]
+    assert first[1] == second[1]
+    assert first[1] != other[1]
+    report = json.loads(first[1])
+    assert [s["strategy"] for s in report["strategies"]] == ["progressive", "fifo-hopper-60s"]
+    assert report["leads"] == 80
+
+
+def test_given_a_csv_of_past_leads_when_simulated_then_its_arrival_times_are_used(run_cli, tmp_path):
+    csv_file = tmp_path / "past.csv"
+    csv_file.write_text("Телефон;Имя;received_at\n+7 916 123-45-01;Анна;2026-11-24T10:00:00+03:00\n"
+                        "8 916 123 45 02;Иван;2026-11-24 10:05:00\n", encoding="utf-8")
+    code, out, err = run_cli("simulate", "--leads", str(csv_file), "--operators", "1", "--format", "json",
+                             "--policy", "progressive")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["date"] == "2026-11-24" and report["leads"] == 2
+    kpis = report["strategies"][0]
+    assert (kpis["callable_leads"], kpis["first_dial_p50_s"]) == (2, 0.0)    # both dialed on arrival
+
+
+# ---------------------------------------------------------------- bad inputs: one line, exit code 2
+
+@pytest.mark.parametrize("args, message", [
+    (["--shifts", "10-16"], "is not START-END:OPERATORS"),
+    (["--shifts", "16-10:3"], "ends before it starts"),
+    (["--shifts", "10-25:3"], "out of range"),
+    (["--operators", "0"], "at least 1 operator"),
+    (["--policy", "nonsense"], "unknown policy"),
+    (["--policy", "missing.toml"], "no such file"),
+    (["--talk", "abc"], "give seconds as LOW-HIGH"),
+    (["--answer-rate", "1.5"], "between 0 and 1"),
+    (["--date", "24.11.2026"], "YYYY-MM-DD"),
+    (["--operators", "3", "--shifts", "10-22:3"], "not both"),
+])
+def test_given_a_bad_flag_when_simulating_then_one_line_and_exit_code_2(run_cli, args, message):
+    code, out, err = run_cli("simulate", "--leads-count", "5", *args)
+    assert code == 2 and message in err and "Traceback" not in err, (code, err)
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\xff\xfe garbage \x89PNG", "not UTF-8"),
+    (b"", "is empty"),
+    (b"phone,name\n+79161234501,Anna\n", "no arrival-time column"),
+    (b"name,received_at\nAnna,2026-11-24T10:00\n", "no phone column"),
+    (b"phone,received_at\n+79161234501,yesterday\n", "is not a time"),
+    (b"phone,received_at\n+79161234501,2026-11-24T10:00,extra\n", "has 3 fields"),
+])
+def test_given_a_garbage_csv_when_simulating_then_one_line_and_exit_code_2(run_cli, tmp_path, content, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    code, out, err = run_cli("simulate", "--leads", str(bad))
+    assert code == 2 and message in err and "Traceback" not in err, (code, err)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_given_a_policy_file_when_parsed_then_its_keys_and_pacing_are_used_and_bad_keys_are_refused(tmp_path):
+    good = tmp_path / "proposed.toml"
+    good.write_text('first_call_minutes = 10\nretry_no_answer_minutes = "20"\n[simulate]\npacing = "predictive"\n')
+    strategy = parse_strategy(str(good), lambda: DEFAULTS)
+    assert (strategy.name, strategy.policy.first_call_minutes, strategy.policy.retry_no_answer_minutes,
+            strategy.pacing.value) == ("proposed", 10, 20, "predictive")
+    for text, message in [("max_attempts = 99\n", "max_attempts"), ("no_such_key = 1\n", "unknown policy key"),
+                          ('quiet_start = "23:30"\n', "shorter than the legal"), ("= broken", "not valid TOML")]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(UsageError, match=message):
+            parse_strategy(str(bad), lambda: DEFAULTS)
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch, tmp_path):
+    """`dialer ...` in this process (cli.main): exit code, stdout, stderr; no store (the defaults)."""
+    import logging
+
+    import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIALER_DB_URL", f"sqlite:///{tmp_path / 'absent.db'}")
+    for name in [n for n in os.environ if n.startswith("DIALER_") and n != "DIALER_DB_URL"]:
+        monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            cli.main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+    root.handlers[:], root.level = handlers, level
