@@ -72,7 +72,7 @@ class PredictivePacer:
         if expected <= 0:
             return 0
         rate = max(answer, 1e-3)
-        target = min(math.floor(expected / rate), math.ceil(expected * self.max_ratio_allowed))
+        target = min(math.floor(expected / rate + 0.5), math.ceil(expected * self.max_ratio_allowed))
         if target > 0:
             self.max_ratio = max(self.max_ratio, target / expected)
         return max(0, target - dialing)
