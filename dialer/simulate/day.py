@@ -157,6 +157,8 @@ class SimulatedDay:
         self.on_duty = 0
         self.wake_at: datetime | None = None
         self.idle_until: datetime | None = None          # the claim found nothing; nothing can change before
+        self.unlocked = 0                                 # ... except these leads made due since (arrivals)
+        self.zones: dict[int, tuple[ZoneInfo, ...]] = {}  # lead id -> the zones whose quiet hours apply
         self.hopper: list[int] = []
         self.hopper_at: datetime | None = None
         self.renewing = False
@@ -201,19 +203,17 @@ class SimulatedDay:
         if not outcome.already_stored:
             self.intake_status[outcome.lead_id] = outcome.status.value
         if outcome.status is LeadStatus.NEW:
-            self.idle_until = None
+            self.unlocked += 1
             self._dial(now)
 
     def _on_shift(self, now: datetime, _: Any) -> None:
         self.on_duty = self.plan.staffing.on_duty(now, self.zone) if now < self.plan.end else 0
-        self.idle_until = None
+        self.idle_until, self.unlocked = None, 0
         self._dial(now)
 
     def _on_wake(self, now: datetime, _: Any) -> None:
         if self.wake_at is not None and now >= self.wake_at:
             self.wake_at = None
-        if self.idle_until is not None and now >= self.idle_until:
-            self.idle_until = None
         self._dial(now)
 
     def _on_refill(self, now: datetime, _: Any) -> None:
@@ -284,7 +284,7 @@ class SimulatedDay:
         store_updates(self.db, self._updates(live, now, result, connected), center_zone=self.plan.center_zone,
                       wrapup_limit_seconds=wrapup, now=now)
         if self.idle_until is not None and self._due_again(live.lead_id, now):
-            self.idle_until = None                       # a retry delay of 0: the lead is dialable at once
+            self.unlocked += 1                           # a retry delay of 0: the lead is dialable at once
         if self.pacer is not None:
             self.pacer.dialed(answered=live.answered_at is not None)
             if live.answered_at is not None:
@@ -336,14 +336,15 @@ class SimulatedDay:
     def _dial(self, now: datetime) -> None:
         """Place the calls the pacing asks for, each chosen by the strategy's chooser.
 
-        After a claim found nothing, the loop does not ask again before its wake-up time unless a lead
-        arrived, a shift changed or a result made a lead due at once (see _sleep): nothing else can
-        make a lead dialable, and each empty claim reads the whole waiting queue.
+        After a claim found nothing, the loop does not ask again before its wake-up time (see _sleep)
+        unless a shift changed, and then only once for each lead made due since (an arrival, a result
+        with a retry delay of 0): nothing else can make a lead dialable, and an empty claim reads the
+        whole waiting queue.
         """
         if now >= self.plan.end or self.on_duty == 0:
             return
-        if self.idle_until is not None and now < self.idle_until:
-            return
+        if self.idle_until is not None and now >= self.idle_until:
+            self.idle_until, self.unlocked = None, 0
         while True:
             free = self._free(now)
             if self.pacer is None:
@@ -354,6 +355,10 @@ class SimulatedDay:
                                                    answer=self._answer_estimate(now), on_duty=self.on_duty)
             if wanted <= 0:
                 return
+            if self.idle_until is not None:
+                if self.unlocked <= 0:
+                    return
+                self.unlocked -= 1
             started = self._start_one(now, free if self.pacer is None else None)
             if not started:
                 self._sleep(now)
@@ -403,21 +408,27 @@ class SimulatedDay:
         with self.db.read() as session:
             due = session.scalar(select(func.min(Lead.next_attempt_at)).where(
                 Lead.status.in_(_DIALABLE), Lead.lease_owner.is_(None), Lead.next_attempt_at > now))
-            waiting = session.execute(select(Lead.phone_e164, Lead.timezone, Lead.region).where(
+            waiting = session.execute(select(Lead.id, Lead.phone_e164, Lead.timezone, Lead.region).where(
                 Lead.status.in_(_DIALABLE), Lead.lease_owner.is_(None),
                 Lead.next_attempt_at.is_(None) | (Lead.next_attempt_at <= now))).all()
         if due is not None:
             candidates.append(_aware(due))
-        for row in set(waiting):
-            zones = lead_zones(row.timezone, row.phone_e164, policy.unknown_zone_rule, row.region).zones
-            allowed = first_allowed(now, (self.zone, *zones), policy)
+        for row in waiting:
+            allowed = first_allowed(now, self._zones_of(row), policy)
             if allowed is not None and allowed > now:
                 candidates.append(allowed)
         wake = min(candidates)
-        self.idle_until = wake
+        self.idle_until, self.unlocked = wake, 0
         if self.wake_at is None or wake < self.wake_at or self.wake_at <= now:
             self.wake_at = wake
             self._at(wake, "wake", None)
+
+    def _zones_of(self, row: Any) -> tuple[ZoneInfo, ...]:
+        zones = self.zones.get(row.id)
+        if zones is None:
+            found = lead_zones(row.timezone, row.phone_e164, self.strategy.policy.unknown_zone_rule, row.region)
+            zones = self.zones[row.id] = (self.zone, *found.zones)
+        return zones
 
     def _soon_free(self, now: datetime) -> list[float]:
         """Seconds until each busy operator is expected free (predicted from the call's progress so far)."""
@@ -455,8 +466,7 @@ class SimulatedDay:
                 .order_by(Lead.received_at, Lead.id)).all()
         due = []
         for row in rows:
-            zones = lead_zones(row.timezone, row.phone_e164, policy.unknown_zone_rule, row.region).zones
-            if row.id not in in_progress and first_allowed(now, (self.zone, *zones), policy) == now:
+            if row.id not in in_progress and first_allowed(now, self._zones_of(row), policy) == now:
                 due.append(row.id)
         return due
 
