@@ -54,6 +54,7 @@ log = logging.getLogger("dialer.simulate")
 
 DAEMON_ID = "simulate"
 RENEW_EVERY = timedelta(seconds=60)
+PACE_EVERY = timedelta(seconds=1)
 _DIALABLE = [s.value for s in DIALABLE_STATUSES]
 
 
@@ -152,6 +153,7 @@ class SimulatedDay:
         self.seq = itertools.count()
         self.operators = [f"PJSIP/sim{i}" for i in range(1, plan.staffing.most + 1)]
         self.busy: dict[str, int | str] = {}            # operator -> attempt id, or "wrapup"
+        self.wrapping_since: dict[str, datetime] = {}
         self.live: dict[int, _Live] = {}
         self.waiting: list[int] = []                      # answered calls waiting for an operator (predictive)
         self.on_duty = 0
@@ -162,9 +164,13 @@ class SimulatedDay:
         self.hopper: list[int] = []
         self.hopper_at: datetime | None = None
         self.renewing = False
+        self.pace_at: datetime | None = None             # predictive: the next look at the calls ringing
         self.intake_status: dict[int, str] = {}
         self.events = self.claims = 0
-        self.pacer = PredictivePacer(plan.behaviour.patience) if strategy.pacing is Pacing.PREDICTIVE else None
+        b = plan.behaviour
+        self.pacer = (PredictivePacer(b.patience, ring_timeout=strategy.policy.ring_timeout_seconds,
+                                      prior_talk=sum(b.talk) / 2, prior_wrapup=sum(b.wrapup) / 2)
+                      if strategy.pacing is Pacing.PREDICTIVE else None)
 
     # ------------------------------------------------------------------ running
 
@@ -220,6 +226,10 @@ class SimulatedDay:
         self.hopper = self._hopper_leads(now)
         if now < self.plan.end:
             self._at(now + timedelta(seconds=self.strategy.hopper_seconds), "refill", None)
+        self._dial(now)
+
+    def _on_pace(self, now: datetime, _: Any) -> None:
+        self.pace_at = None
         self._dial(now)
 
     def _on_renew(self, now: datetime, _: Any) -> None:
@@ -286,12 +296,15 @@ class SimulatedDay:
         if self.idle_until is not None and self._due_again(live.lead_id, now):
             self.unlocked += 1                           # a retry delay of 0: the lead is dialable at once
         if self.pacer is not None:
-            self.pacer.dialed(answered=live.answered_at is not None)
+            self.pacer.dialed((live.answered_at - live.started).total_seconds() if live.answered_at else None)
             if live.answered_at is not None:
                 self.pacer.answered(now, abandoned=result is CallResult.ABANDONED)
         if live.operator is not None:
             if connected:
                 self.busy[live.operator] = "wrapup"
+                self.wrapping_since[live.operator] = now
+                if self.pacer is not None:
+                    self.pacer.talked((now - live.connected_at).total_seconds(), wrapup)
                 self._at(now + timedelta(seconds=wrapup), "free", live.operator)
             else:
                 self.busy.pop(live.operator, None)
@@ -351,9 +364,9 @@ class SimulatedDay:
                 wanted = len(free)
             else:
                 wanted = self.pacer.calls_to_place(now, free=len(free) - len(self.waiting),
-                                                   soon=self._soon_free(now), dialing=self._dialing(),
-                                                   answer=self._answer_estimate(now), on_duty=self.on_duty)
+                                                   soon=self._soon_free(now), ringing=self._ringing(now))
             if wanted <= 0:
+                self._pace_later(now)
                 return
             if self.idle_until is not None:
                 if self.unlocked <= 0:
@@ -363,6 +376,13 @@ class SimulatedDay:
             if not started:
                 self._sleep(now)
                 return
+
+    def _pace_later(self, now: datetime) -> None:
+        """Predictive: look again in a second while calls ring (the pacer's view changes as they ring on,
+        as the daemon's dial loop looks every second)."""
+        if self.pacer is not None and self.pace_at is None and any(l.answered_at is None for l in self.live.values()):
+            self.pace_at = now + PACE_EVERY
+            self._at(self.pace_at, "pace", None)
 
     def _start_one(self, now: datetime, free: list[str] | None) -> bool:
         if self.strategy.chooser is Chooser.HOPPER:
@@ -431,28 +451,22 @@ class SimulatedDay:
         return zones
 
     def _soon_free(self, now: datetime) -> list[float]:
-        """Seconds until each busy operator is expected free (predicted from the call's progress so far)."""
-        b = self.plan.behaviour
-        mean_talk, mean_wrap = sum(b.talk) / 2, sum(b.wrapup) / 2
+        """Seconds until each busy operator is predicted free (from the talk and wrap-up so far)."""
         soon = []
         for operator, what in self.busy.items():
             if operator not in self.operators[:self.on_duty]:
                 continue
             if what == "wrapup":
-                soon.append(mean_wrap / 2)
+                wrapped = (now - self.wrapping_since[operator]).total_seconds()
+                soon.append(self.pacer.free_in(wrapped=wrapped))
                 continue
             live = self.live.get(what)
-            if live is None or live.connected_at is None:
-                continue
-            talked = (now - live.connected_at).total_seconds()
-            soon.append(max(0.0, mean_talk - talked) + mean_wrap)
+            if live is not None and live.connected_at is not None and live.connected_at <= now:
+                soon.append(self.pacer.free_in(talked=(now - live.connected_at).total_seconds()))
         return soon
 
-    def _dialing(self) -> int:
-        return sum(1 for live in self.live.values() if live.answered_at is None)
-
-    def _answer_estimate(self, now: datetime) -> float:
-        return self.pacer.answer_rate if self.pacer is not None else 0.0
+    def _ringing(self, now: datetime) -> list[float]:
+        return [(now - live.started).total_seconds() for live in self.live.values() if live.answered_at is None]
 
     # ------------------------------------------------------------------ the hopper baseline
 
