@@ -233,3 +233,57 @@ def run_cli(capsys, monkeypatch, tmp_path):
 
     yield run
     root.handlers[:], root.level = handlers, level
+
+
+# ---------------------------------------------------------------- predictive pacing and its abandon budget
+
+from dialer.simulate.pacing import PredictivePacer, at_least  # noqa: E402
+
+NOON = at("12:00:00")
+
+
+def test_given_coin_flips_when_asking_for_at_least_k_then_the_poisson_binomial_is_exact():
+    assert at_least([0.5, 0.5], 1) == 0.75            # 1 - 0.5 * 0.5
+    assert at_least([0.5, 0.5], 2) == 0.25
+    assert at_least([0.5, 0.5, 0.5], 2) == 0.5         # (3 + 1) / 8
+    assert at_least([], 1) == 0.0 and at_least([0.3], 0) == 1.0
+
+
+def test_given_room_in_the_budget_when_two_operators_are_free_then_two_calls_and_no_third():
+    pacer = PredictivePacer(answered_today=100)          # headroom 2.4 abandons; answer rate prior 5/10 = 0.5
+    # first call: P(>= 2 answers among none) = 0; second: among [0.5] = 0; third: among [0.5, 0.5] = 0.25 > 2%
+    assert pacer.calls_to_place(NOON, free=2, soon=[], ringing=[]) == 2
+
+
+def test_given_a_call_ringing_longer_than_every_measured_answer_when_pacing_then_its_operator_gets_another_call():
+    pacer = PredictivePacer(answered_today=100)
+    for _ in range(20):
+        pacer.dialed(5.0)                                # 20 calls, all answered after 5 s: rate 25/30
+    assert pacer.calls_to_place(NOON, free=1, soon=[], ringing=[6.0]) == 1   # rung 6 s: no longer answered
+    assert pacer.calls_to_place(NOON, free=1, soon=[], ringing=[4.0]) == 0   # may still answer: P = 25/30
+
+
+def test_given_the_days_abandons_at_80_percent_of_3_percent_when_pacing_then_it_falls_back_to_progressive():
+    pacer = PredictivePacer(answered_today=100, abandoned_today=3)   # 3 > 0.024 * 100
+    assert pacer.headroom() < 0
+    assert pacer.calls_to_place(NOON, free=3, soon=[1.0], ringing=[20.0]) == 2   # free 3 - 1 ringing
+    assert pacer.fallbacks == 1
+
+
+def test_given_the_rolling_30_days_over_the_margin_when_today_is_clean_then_it_still_falls_back():
+    pacer = PredictivePacer(past_answered=1000, past_abandoned=29, answered_today=10)
+    # today: 0.024 * 10 - 0 = 0.24 left; 30 days: 0.024 * 1010 - 29 = -4.76
+    assert pacer.headroom() < 0
+    assert pacer.calls_to_place(NOON, free=1, soon=[], ringing=[]) == 1
+
+
+def test_given_a_thin_staffed_day_when_paced_predictively_then_abandoned_stays_within_3_percent(tmp_path):
+    from dialer.simulate.inputs import synthetic_arrivals
+    arrivals = tuple(synthetic_arrivals(300, DAY, MOSCOW, seed=5))
+    plan = DayPlan(DAY, "Europe/Moscow", arrivals, constant_staffing(2, time(10), time(22)), seed=5)
+    predictive, progressive = (day_kpis(r) for r in simulate(plan, [
+        Strategy("predictive", DEFAULTS, pacing=parse_strategy("predictive", lambda: DEFAULTS).pacing),
+        PROGRESSIVE], tmp_path))
+    assert predictive.answered > 100
+    assert predictive.abandoned_pct <= 3.0
+    assert progressive.abandoned == 0                     # progressive holds the operator: never an abandon
