@@ -287,3 +287,16 @@ def test_given_a_thin_staffed_day_when_paced_predictively_then_abandoned_stays_w
     assert predictive.answered > 100
     assert predictive.abandoned_pct <= 3.0
     assert progressive.abandoned == 0                     # progressive holds the operator: never an abandon
+
+
+def test_given_a_night_backlog_of_40_leads_when_one_operator_works_it_then_hour_10_is_queued_and_its_talk_is_as_worked_out(
+        tmp_path):
+    arrivals = [(f"09:{n:02d}:00", f"+7916123{n:04d}") for n in range(40)]
+    record = day_of(arrivals, PROGRESSIVE, tmp_path)
+    # each lead holds the operator 4 s ring + 2 s + 60 s talk + 30 s wrap-up = 96 s: lead k dialed at
+    # 10:00 + 96 (k - 1) s; the 40th at 11:02:24, so a lead waits at every 5-minute mark of hour 10 and
+    # none after 11:05. Talk inside 10:00-11:00: 37 whole conversations + the 38th from 10:59:18 = 42 s.
+    assert first_dials(record)[-1] == at("11:02:24")
+    kpis = day_kpis(record)
+    assert kpis.queued_hours == 1
+    assert kpis.talk_min_per_queued_operator_hour == round((37 * 60 + 42) / 60, 1)   # 37.7

@@ -121,6 +121,8 @@ class DayRecord:
     claims: int
     day_end: datetime
     dial_ratio_max: float = 1.0
+    staffing: Staffing | None = None
+    center_zone: str = "Europe/Moscow"
 
 
 @dataclass
@@ -526,7 +528,8 @@ class SimulatedDay:
                              for a in attempts)
         return DayRecord(self.strategy.name, self.strategy.pacing.value, tuple(lead_rows), attempt_rows,
                          self.plan.staffing.operator_hours(), policy.first_call_minutes, wall, self.events,
-                         self.claims, self.plan.end, self.pacer.max_ratio if self.pacer is not None else 1.0)
+                         self.claims, self.plan.end, self.pacer.max_ratio if self.pacer is not None else 1.0,
+                         self.plan.staffing, self.plan.center_zone)
 
 
 def simulate(plan: DayPlan, strategies: Sequence[Strategy], folder: Path,

@@ -15,6 +15,9 @@ Definitions (docs/simulate.md says the same):
 - attempts_per_contact: calls / conversations; abandoned_pct: abandoned / answered calls;
 - talk_min_per_operator_hour: talk minutes (operator took the call -> its end) / staffed operator-hours;
   contacts_per_operator_hour: conversations / staffed operator-hours;
+- talk_min_per_queued_operator_hour: the same over the hours with a queue only (clock hours in which a
+  due lead waited for its first dial at every 5-minute mark): the pacing's own efficiency, which the
+  whole day's figure dilutes with the hours when there is nothing to dial; queued_hours: how many;
 - undialed_at_end: callable leads never dialed when the day ends (carried_to_tomorrow of them could
   not be dialed before the end at all: quiet hours in their zone).
 """
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from datetime import datetime, time, timedelta
 from typing import Sequence
+from zoneinfo import ZoneInfo
 
 from dialer.simulate.day import DayRecord
 from leads.attempt import CallResult
@@ -53,6 +58,8 @@ class DayKpis:
     operator_hours: float
     talk_min_per_operator_hour: float | None
     contacts_per_operator_hour: float | None
+    queued_hours: int
+    talk_min_per_queued_operator_hour: float | None
     undialed_at_end: int
     carried_to_tomorrow: int
     dial_ratio_max: float
@@ -68,6 +75,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("first_dial_15min_pct", "15 min from arrival %"), ("contact_rate_pct", "contact rate %"),
     ("attempts_per_contact", "attempts / contact"), ("abandoned_pct", "abandoned %"),
     ("talk_min_per_operator_hour", "talk min / op-hour"), ("contacts_per_operator_hour", "contacts / op-hour"),
+    ("talk_min_per_queued_operator_hour", "talk min / op-hour, queued"), ("queued_hours", "hours with a queue"),
     ("undialed_at_end", "undialed at end"), ("calls", "calls"), ("callable_leads", "callable leads"),
     ("wall_seconds", "wall s"),
 )
@@ -106,8 +114,34 @@ def day_kpis(record: DayRecord) -> DayKpis:
         talk_min=round(talk / 60, 1), operator_hours=round(hours, 2),
         talk_min_per_operator_hour=round(talk / 60 / hours, 1) if hours else None,
         contacts_per_operator_hour=round(len(connected) / hours, 2) if hours else None,
+        **_queued(record, due_today, connected),
         undialed_at_end=undialed, carried_to_tomorrow=len(callable_leads) - len(due_today), dial_ratio_max=round(record.dial_ratio_max, 2),
         wall_seconds=round(record.wall_seconds, 2))
+
+
+def _queued(record: DayRecord, due: list, connected: list) -> dict:
+    """Talk per operator-hour over the clock hours in which a due lead waited at every 5-minute mark."""
+    if record.staffing is None:
+        return {"queued_hours": 0, "talk_min_per_queued_operator_hour": None}
+    zone = ZoneInfo(record.center_zone)
+    day = record.day_end.astimezone(zone).date()
+    talk, operator_hours, queued = 0.0, 0.0, 0
+    for hour in range(24):
+        start = datetime.combine(day, time(hour), zone)
+        end = start + timedelta(hours=1)
+        on_duty = record.staffing.on_duty(start + timedelta(minutes=30), zone)
+        if on_duty == 0 or end > record.day_end:
+            continue
+        marks = [start + timedelta(minutes=m) for m in range(0, 60, 5)]
+        if not all(any(lead.due_from <= mark and (lead.first_dialed_at is None or lead.first_dialed_at > mark)
+                       for lead in due) for mark in marks):
+            continue
+        queued += 1
+        operator_hours += on_duty
+        talk += sum(max(0.0, (min(a.ended_at, end) - max(a.connected_at, start)).total_seconds())
+                    for a in connected if a.connected_at and a.connected_at < end and a.ended_at > start)
+    return {"queued_hours": queued,
+            "talk_min_per_queued_operator_hour": round(talk / 60 / operator_hours, 1) if operator_hours else None}
 
 
 def nearest_rank(values: Sequence[float], q: float) -> float | None:
