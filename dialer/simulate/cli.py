@@ -65,6 +65,8 @@ def simulate_day(ctx: typer.Context,
                  plot_file: Optional[Path] = typer.Option(None, "--plot", help="Also draw FILE.png / FILE.svg"),
                  ) -> None:
     settings = _settings(ctx)
+    if plot_file is not None and plot_file.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot {plot_file}: give a .png or .svg file name")
     zone = _zone(settings.center_timezone if settings else "Europe/Moscow")
     if operators is not None and shifts is not None:
         raise UsageError("give --operators or --shifts, not both")
