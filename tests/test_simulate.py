@@ -302,3 +302,26 @@ def test_given_a_night_backlog_of_40_leads_when_one_operator_works_it_then_hour_
     kpis = day_kpis(record)
     assert kpis.queued_hours == 1
     assert kpis.talk_min_per_queued_operator_hour == round((37 * 60 + 42) / 60, 1)   # 37.7
+
+
+# ---------------------------------------------------------------- --calibrate
+
+def test_given_a_store_whose_calls_all_answered_after_4_s_when_calibrating_then_the_figures_come_back(tmp_path):
+    from dialer.simulate.calibrate import calls_of_store, fit_behaviour
+    from kernel.db.engine import Database
+    arrivals = [(f"09:{n:02d}:00", f"+7916123{n:04d}") for n in range(40)]
+    day_of(arrivals, PROGRESSIVE, tmp_path)                 # leaves its store in tmp_path/progressive.db
+    db = Database(f"sqlite:///{tmp_path / 'progressive.db'}")
+    calls = calls_of_store(db)
+    db.dispose()
+    assert len(calls) == 40
+    fitted = fit_behaviour(calls, MOSCOW)
+    # 40 first attempts, all answered 4 s after the Originate, 60 s talks, 30 s wrap-ups (everyone_answers)
+    assert (fitted.answer_after, fitted.talk, fitted.wrapup) == ((4.0, 4.0), (60.0, 60.0), (30.0, 30.0))
+    assert fitted.answer_probability(10, 1) == 1.0 and fitted.answer_probability(15, 1) == 1.0   # all-day figure
+    assert fitted.answer_by_attempt[1:] == Behaviour().answer_by_attempt[1:]   # no second attempts: defaults
+
+
+def test_given_no_store_when_calibrating_then_one_line_and_exit_code_2(run_cli):
+    code, out, err = run_cli("simulate", "--leads-count", "5", "--calibrate")
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1, err

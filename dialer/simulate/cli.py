@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import date, datetime, time
 from enum import Enum
 from pathlib import Path
@@ -58,8 +59,13 @@ def simulate_day(ctx: typer.Context,
                  closes: str = typer.Option("22:00", "--closes", help="No new call after this time"),
                  answer_rate: Optional[float] = typer.Option(None, "--answer-rate", help="Probability a first "
                                                              "call is answered, every hour [default: 0.55]"),
-                 talk: str = typer.Option("60-180", "--talk", help="Talk seconds, LOW-HIGH (uniform)"),
-                 wrapup: str = typer.Option("20-40", "--wrapup", help="Wrap-up seconds, LOW-HIGH (uniform)"),
+                 talk: Optional[str] = typer.Option(None, "--talk", help="Talk seconds, LOW-HIGH (uniform) "
+                                                                         "[default: 60-180]"),
+                 wrapup: Optional[str] = typer.Option(None, "--wrapup", help="Wrap-up seconds, LOW-HIGH (uniform) "
+                                                                             "[default: 20-40]"),
+                 calibrate: bool = typer.Option(False, "--calibrate", help="Fit answer rates (by hour and attempt), "
+                                                "answer delay, talk and wrap-up from the store's own calls; "
+                                                "--answer-rate/--talk/--wrapup still override"),
                  seed: int = typer.Option(1, "--seed", help="Same seed, same inputs: the same output"),
                  fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
                  plot_file: Optional[Path] = typer.Option(None, "--plot", help="Also draw FILE.png / FILE.svg"),
@@ -79,7 +85,14 @@ def simulate_day(ctx: typer.Context,
     else:
         the_day = _date(day) if day else date(2026, 11, 24)
         arrivals = synthetic_arrivals(leads_count, the_day, zone, seed)
-    behaviour = Behaviour(talk=parse_range(talk, "--talk"), wrapup=parse_range(wrapup, "--wrapup"))
+    behaviour = Behaviour()
+    if calibrate:
+        from dialer.simulate.calibrate import calls_of_store, fit_behaviour
+        behaviour = fit_behaviour(calls_of_store(_store(ctx, "--calibrate")), zone)
+    if talk is not None:
+        behaviour = replace(behaviour, talk=parse_range(talk, "--talk"))
+    if wrapup is not None:
+        behaviour = replace(behaviour, wrapup=parse_range(wrapup, "--wrapup"))
     if answer_rate is not None:
         behaviour = behaviour.with_answer_rate(answer_rate)
     current = _current_policy(ctx)
@@ -127,6 +140,18 @@ def _settings(ctx: typer.Context):
     if obj is None:
         return None
     return obj.settings
+
+
+def _store(ctx: typer.Context, flag: str):
+    """The configured store, only if it exists (never created by reading it)."""
+    from sqlalchemy.engine import make_url
+    obj = ctx.find_root().obj
+    if obj is None:
+        raise UsageError(f"{flag}: no store configured (--db-url or DIALER_DB_URL)")
+    url = make_url(obj.settings.db_url)
+    if url.get_backend_name() == "sqlite" and (not url.database or not Path(url.database).exists()):
+        raise UsageError(f"{flag}: the store {url.database or ':memory:'} does not exist (--db-url or DIALER_DB_URL)")
+    return obj.db
 
 
 def _current_policy(ctx: typer.Context):
