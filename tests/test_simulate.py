@@ -296,8 +296,8 @@ def test_given_a_night_backlog_of_40_leads_when_one_operator_works_it_then_hour_
     arrivals = [(f"09:{n:02d}:00", f"+7916123{n:04d}") for n in range(40)]
     record = day_of(arrivals, PROGRESSIVE, tmp_path)
     # each lead holds the operator 4 s ring + 2 s + 60 s talk + 30 s wrap-up = 96 s: lead k dialed at
-    # 10:00 + 96 (k - 1) s; the 40th at 11:02:24, so a lead waits at every 5-minute mark of hour 10 and
-    # none after 11:05. Talk inside 10:00-11:00: 37 whole conversations + the 38th from 10:59:18 = 42 s.
+    # 10:00 + 96 (k - 1) s; the 40th at 11:02:24, so in the middle of every 5 minutes of hour 10 (10:02:30
+    # ... 10:57:30) a lead has waited since 10:00 (over 2 minutes), and none at 11:02:30. Talk inside 10:00-11:00: 37 whole conversations + the 38th from 10:59:18 = 42 s.
     assert first_dials(record)[-1] == at("11:02:24")
     kpis = day_kpis(record)
     assert kpis.queued_hours == 1

@@ -15,9 +15,10 @@ Definitions (docs/simulate.md says the same):
 - attempts_per_contact: calls / conversations; abandoned_pct: abandoned / answered calls;
 - talk_min_per_operator_hour: talk minutes (operator took the call -> its end) / staffed operator-hours;
   contacts_per_operator_hour: conversations / staffed operator-hours;
-- talk_min_per_queued_operator_hour: the same over the hours with a queue only (clock hours in which a
-  due lead waited for its first dial at every 5-minute mark): the pacing's own efficiency, which the
-  whole day's figure dilutes with the hours when there is nothing to dial; queued_hours: how many;
+- talk_min_per_queued_operator_hour: the same over the hours with a queue only (clock hours in which, at
+  the middle of every 5 minutes, a due lead had been waiting for its first dial for over 2 minutes): the pacing's own efficiency, which the
+  whole day's figure dilutes with the hours when there is nothing to dial (a lead waiting a moment, e.g.
+  for the hopper's next refill, is no queue: it must have waited over QUEUED_AFTER); queued_hours: how many;
 - undialed_at_end: callable leads never dialed when the day ends (carried_to_tomorrow of them could
   not be dialed before the end at all: quiet hours in their zone).
 """
@@ -33,6 +34,9 @@ from zoneinfo import ZoneInfo
 from dialer.simulate.day import DayRecord
 from leads.attempt import CallResult
 from leads.lead import LeadStatus
+
+
+QUEUED_AFTER = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ def day_kpis(record: DayRecord) -> DayKpis:
 
 
 def _queued(record: DayRecord, due: list, connected: list) -> dict:
-    """Talk per operator-hour over the clock hours in which a due lead waited at every 5-minute mark."""
+    """Talk per operator-hour over the clock hours with a queue at every 5-minute mark (see the module doc)."""
     if record.staffing is None:
         return {"queued_hours": 0, "talk_min_per_queued_operator_hour": None}
     zone = ZoneInfo(record.center_zone)
@@ -132,8 +136,9 @@ def _queued(record: DayRecord, due: list, connected: list) -> dict:
         on_duty = record.staffing.on_duty(start + timedelta(minutes=30), zone)
         if on_duty == 0 or end > record.day_end:
             continue
-        marks = [start + timedelta(minutes=m) for m in range(0, 60, 5)]
-        if not all(any(lead.due_from <= mark and (lead.first_dialed_at is None or lead.first_dialed_at > mark)
+        marks = [start + timedelta(minutes=m + 2.5) for m in range(0, 60, 5)]   # the middle of each 5 minutes
+        if not all(any(lead.due_from <= mark - QUEUED_AFTER
+                       and (lead.first_dialed_at is None or lead.first_dialed_at > mark)
                        for lead in due) for mark in marks):
             continue
         queued += 1
