@@ -16,7 +16,8 @@ Definitions (docs/simulate.md says the same):
 - talk_min_per_operator_hour: talk minutes (operator took the call -> its end) / staffed operator-hours;
   contacts_per_operator_hour: conversations / staffed operator-hours;
 - talk_min_per_queued_operator_hour: the same over the hours with a queue only (clock hours in which, at
-  the middle of every 5 minutes, a due lead had been waiting for its first dial for over 2 minutes): the pacing's own efficiency, which the
+  the middle of every 5 minutes, a due lead had been waiting for its first dial for over 2 minutes and was dialed later
+  that day: a lead never dialed may be asleep in its zone, which is no queue): the pacing's own efficiency, which the
   whole day's figure dilutes with the hours when there is nothing to dial (a lead waiting a moment, e.g.
   for the hopper's next refill, is no queue: it must have waited over QUEUED_AFTER); queued_hours: how many;
 - undialed_at_end: callable leads never dialed when the day ends (carried_to_tomorrow of them could
@@ -137,8 +138,8 @@ def _queued(record: DayRecord, due: list, connected: list) -> dict:
         if on_duty == 0 or end > record.day_end:
             continue
         marks = [start + timedelta(minutes=m + 2.5) for m in range(0, 60, 5)]   # the middle of each 5 minutes
-        if not all(any(lead.due_from <= mark - QUEUED_AFTER
-                       and (lead.first_dialed_at is None or lead.first_dialed_at > mark)
+        if not all(any(lead.due_from <= mark - QUEUED_AFTER and lead.first_dialed_at is not None
+                       and lead.first_dialed_at > mark
                        for lead in due) for mark in marks):
             continue
         queued += 1
