@@ -10,7 +10,7 @@ import json
 import sys
 import tempfile
 from dataclasses import replace
-from datetime import date, datetime, time
+from datetime import date, time
 from enum import Enum
 from pathlib import Path
 from typing import Optional

@@ -45,7 +45,7 @@ from leads.intake import Intake
 from leads.lead import DIALABLE_STATUSES, LeadStatus
 from leads.operators import add_operator
 from leads.policy.claim import claim_next
-from leads.policy.quiet_hours import first_allowed, in_quiet_hours, quiet_until
+from leads.policy.quiet_hours import first_allowed
 from leads.policy.results import renew_leases
 from leads.policy.store import seed_policy
 from leads.policy.zones import lead_zones
