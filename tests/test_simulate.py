@@ -325,3 +325,23 @@ def test_given_a_store_whose_calls_all_answered_after_4_s_when_calibrating_then_
 def test_given_no_store_when_calibrating_then_one_line_and_exit_code_2(run_cli):
     code, out, err = run_cli("simulate", "--leads-count", "5", "--calibrate")
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------- several days on one store
+
+def test_given_two_days_when_a_lead_arrives_after_the_close_and_another_is_not_answered_then_both_are_dialed_next_morning(
+        tmp_path):
+    from dialer.pbx_sim.scenarios import Outcome
+    nobody = Behaviour(answer_by_hour={h: 0.0 for h in range(24)}, not_answered=((Outcome.NO_ANSWER, 1.0),))
+    arrivals = (Arrival(at("21:00:00"), LeadIn(phone=PHONES[0])), Arrival(at("22:30:00"), LeadIn(phone=PHONES[1])))
+    plan = DayPlan(DAY, "Europe/Moscow", arrivals, constant_staffing(1, time(10), time(22)), nobody, days=2)
+    record, = simulate(plan, [PROGRESSIVE], tmp_path)
+    tomorrow = DAY + timedelta(days=1)
+    # B (21:00) rings 30 s unanswered; after no answer the next attempt waits for the next part of the
+    # day: after 17:00-22:00 that is tomorrow's 10:00-13:00. A (22:30, after the close) waits for 10:00
+    # too; at 10:00 the new lead goes first (tier new before second_attempt), B after A's 30 s of ringing.
+    dials = sorted((a.claimed_at.astimezone(MOSCOW), a.lead_id, a.attempt_no) for a in record.attempts)
+    assert [(t, n) for t, _, n in dials][:3] == [(at("21:00:00"), 1), (at("10:00:00", tomorrow), 1),
+                                                 (at("10:00:30", tomorrow), 2)]
+    assert all(t.date() == tomorrow and t.time() >= time(13) for t, _, _ in dials[3:])   # the next parts
+    assert day_kpis(record).operator_hours == 24.0

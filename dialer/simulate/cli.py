@@ -10,7 +10,7 @@ import json
 import sys
 import tempfile
 from dataclasses import replace
-from datetime import date, time
+from datetime import date, time, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -53,8 +53,10 @@ def simulate_day(ctx: typer.Context,
                                                                                    "[default: 10]"),
                  shifts: Optional[str] = typer.Option(None, "--shifts", help="Operators by shift, e.g. "
                                                                              "\"10-16:6,16-22:10\" (overlaps add)"),
-                 day: Optional[str] = typer.Option(None, "--date", help="The day (YYYY-MM-DD) [default: the "
-                                                                        "CSV's last day, else 2026-11-24]"),
+                 day: Optional[str] = typer.Option(None, "--date", help="The (first) day, YYYY-MM-DD [default: "
+                                                                        "the CSV's, else 2026-11-24]"),
+                 days: int = typer.Option(1, "--days", min=1, max=31, help="Consecutive days on one store "
+                                          "(retries carry over; synthetic leads: --leads-count each day)"),
                  opens: str = typer.Option("10:00", "--opens", help="With --operators: the shift's start"),
                  closes: str = typer.Option("22:00", "--closes", help="No new call after this time"),
                  answer_rate: Optional[float] = typer.Option(None, "--answer-rate", help="Probability a first "
@@ -81,10 +83,11 @@ def simulate_day(ctx: typer.Context,
                                                                      closing)
     if leads_file is not None:
         arrivals = read_arrivals_csv(leads_file, zone)
-        the_day = _date(day) if day else day_of(arrivals, zone)
+        the_day = _date(day) if day else day_of(arrivals, zone) - timedelta(days=days - 1)
     else:
         the_day = _date(day) if day else date(2026, 11, 24)
-        arrivals = synthetic_arrivals(leads_count, the_day, zone, seed)
+        arrivals = [a for k in range(days)
+                    for a in synthetic_arrivals(leads_count, the_day + timedelta(days=k), zone, seed + k)]
     behaviour = Behaviour()
     if calibrate:
         from dialer.simulate.calibrate import calls_of_store, fit_behaviour
@@ -100,20 +103,27 @@ def simulate_day(ctx: typer.Context,
     names = [s.name for s in strategies]
     if len(set(names)) != len(names):
         raise UsageError(f"--policy: the same policy is given twice ({', '.join(names)})")
-    plan = DayPlan(the_day, zone.key, tuple(arrivals), staffing, behaviour, closing, seed)
-    with tempfile.TemporaryDirectory(prefix="dialer-simulate-") as folder:
-        records = simulate(plan, strategies, Path(folder))
+    plan = DayPlan(the_day, zone.key, tuple(arrivals), staffing, behaviour, closing, seed, days=days)
+    import logging
+    logging.disable(logging.WARNING)    # the product's own notices (alerts raised, leases) about a simulated day
+    try:
+        with tempfile.TemporaryDirectory(prefix="dialer-simulate-") as folder:
+            records = simulate(plan, strategies, Path(folder))
+    finally:
+        logging.disable(logging.NOTSET)
     kpis = [day_kpis(r) for r in records]
     if plot_file is not None:
         from dialer.simulate.plot import draw
         draw(plot_file, records, kpis, zone)
     if fmt is Format.json:
-        sys.stdout.write(json.dumps({"date": the_day.isoformat(), "center_zone": zone.key, "seed": seed,
-                                     "leads": len(arrivals), "operator_hours": staffing.operator_hours(),
+        sys.stdout.write(json.dumps({"date": the_day.isoformat(), "days": days, "center_zone": zone.key,
+                                     "seed": seed, "leads": len(arrivals),
+                                     "operator_hours": staffing.operator_hours() * days,
                                      "strategies": [_stable(k.as_dict()) for k in kpis]},
                                     ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table(title=f"simulated day {the_day}, {len(arrivals)} leads, {staffing.operator_hours():g} "
+    period = f"day {the_day}" if days == 1 else f"{days} days from {the_day}"
+    table = Table(title=f"simulated {period}, {len(arrivals)} leads, {staffing.operator_hours() * days:g} "
                         f"operator-hours, seed {seed}")
     table.add_column("KPI")
     for k in kpis:

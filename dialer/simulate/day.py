@@ -68,14 +68,23 @@ class DayPlan:
     closes: time = time(22, 0)           # no new call after this (calls in progress finish)
     seed: int = 1
     idle_poll_seconds: int = 300         # safety poll: with nothing dialable, ask the claim again after this at most
+    days: int = 1                        # consecutive days from `day` on one store (retries carry over)
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.center_zone)
 
     @property
+    def dates(self) -> list[date]:
+        return [self.day + timedelta(days=k) for k in range(self.days)]
+
+    @property
     def end(self) -> datetime:
-        return datetime.combine(self.day, self.closes, self.zone)
+        """The close of the last day: no call starts after it, nor after the close of each day."""
+        return datetime.combine(self.dates[-1], self.closes, self.zone)
+
+    def closed(self, moment: datetime) -> bool:
+        return moment >= self.end or moment.astimezone(self.zone).time() >= self.closes
 
     @property
     def start(self) -> datetime:
@@ -123,6 +132,7 @@ class DayRecord:
     dial_ratio_max: float = 1.0
     staffing: Staffing | None = None
     center_zone: str = "Europe/Moscow"
+    days: int = 1
 
 
 @dataclass
@@ -188,8 +198,11 @@ class SimulatedDay:
         for arrival in self.plan.arrivals:
             if arrival.at < self.plan.end:
                 self._at(arrival.at, "arrive", arrival)
-        for moment in self.plan.staffing.changes(self.plan.day, self.zone):
-            self._at(max(moment, now), "shift", None)
+        for day in self.plan.dates:
+            for moment in self.plan.staffing.changes(day, self.zone):
+                self._at(max(moment, now), "shift", None)
+            if day != self.plan.day and self.pacer is not None:
+                self._at(datetime.combine(day, time(0), self.zone), "new_day", None)
         if self.strategy.chooser is Chooser.HOPPER:
             self._at(_next_grid(now, self.strategy.hopper_seconds), "refill", None)
         while self.queue:
@@ -215,7 +228,7 @@ class SimulatedDay:
             self._dial(now)
 
     def _on_shift(self, now: datetime, _: Any) -> None:
-        self.on_duty = self.plan.staffing.on_duty(now, self.zone) if now < self.plan.end else 0
+        self.on_duty = 0 if self.plan.closed(now) else self.plan.staffing.on_duty(now, self.zone)
         self.idle_until, self.unlocked = None, 0
         self._dial(now)
 
@@ -229,6 +242,9 @@ class SimulatedDay:
         if now < self.plan.end:
             self._at(now + timedelta(seconds=self.strategy.hopper_seconds), "refill", None)
         self._dial(now)
+
+    def _on_new_day(self, now: datetime, _: Any) -> None:
+        self.pacer.new_day()
 
     def _on_pace(self, now: datetime, _: Any) -> None:
         self.pace_at = None
@@ -356,7 +372,7 @@ class SimulatedDay:
         with a retry delay of 0): nothing else can make a lead dialable, and an empty claim reads the
         whole waiting queue.
         """
-        if now >= self.plan.end or self.on_duty == 0:
+        if self.on_duty == 0 or self.plan.closed(now):
             return
         if self.idle_until is not None and now >= self.idle_until:
             self.idle_until, self.unlocked = None, 0
@@ -527,9 +543,10 @@ class SimulatedDay:
                                         _aware(a.connected_at), _aware(a.ended_at), a.result, a.operator_interface)
                              for a in attempts)
         return DayRecord(self.strategy.name, self.strategy.pacing.value, tuple(lead_rows), attempt_rows,
-                         self.plan.staffing.operator_hours(), policy.first_call_minutes, wall, self.events,
+                         self.plan.staffing.operator_hours() * self.plan.days, policy.first_call_minutes, wall,
+                         self.events,
                          self.claims, self.plan.end, self.pacer.max_ratio if self.pacer is not None else 1.0,
-                         self.plan.staffing, self.plan.center_zone)
+                         self.plan.staffing, self.plan.center_zone, self.plan.days)
 
 
 def simulate(plan: DayPlan, strategies: Sequence[Strategy], folder: Path,

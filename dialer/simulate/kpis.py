@@ -129,9 +129,9 @@ def _queued(record: DayRecord, due: list, connected: list) -> dict:
     if record.staffing is None:
         return {"queued_hours": 0, "talk_min_per_queued_operator_hour": None}
     zone = ZoneInfo(record.center_zone)
-    day = record.day_end.astimezone(zone).date()
+    last = record.day_end.astimezone(zone).date()
     talk, operator_hours, queued = 0.0, 0.0, 0
-    for hour in range(24):
+    for day, hour in ((last - timedelta(days=k), h) for k in range(record.days) for h in range(24)):
         start = datetime.combine(day, time(hour), zone)
         end = start + timedelta(hours=1)
         on_duty = record.staffing.on_duty(start + timedelta(minutes=30), zone)

@@ -52,6 +52,7 @@ class PredictivePacer:
     prior_talk: float = 120.0             # talk and wrap-up seconds assumed until MIN_DELAYS are measured
     prior_wrapup: float = 30.0
     _delays: list[float] = field(default_factory=list, repr=False)
+    _days: list[tuple[int, int]] = field(default_factory=list, repr=False)   # (answered, abandoned) per past day
     _talks: "Durations" = field(default_factory=lambda: Durations(), repr=False)
     _wrapups: "Durations" = field(default_factory=lambda: Durations(), repr=False)
     _falling_back: bool = field(default=False, repr=False)
@@ -76,6 +77,17 @@ class PredictivePacer:
         if talked is not None:
             return self._talks.remaining(talked, self.prior_talk) + self._wrapups.remaining(0.0, self.prior_wrapup)
         return self._wrapups.remaining(wrapped or 0.0, self.prior_wrapup)
+
+    def new_day(self) -> None:
+        """Midnight: today's calls join the rolling 30 days (the oldest day leaves it)."""
+        self._days.append((self.answered_today, self.abandoned_today))
+        if len(self._days) > 29:
+            answered, abandoned = self._days.pop(0)
+            self.past_answered -= answered
+            self.past_abandoned -= abandoned
+        self.past_answered += self.answered_today
+        self.past_abandoned += self.abandoned_today
+        self.answered_today = self.abandoned_today = 0
 
     def answered(self, _now: datetime, *, abandoned: bool) -> None:
         self.answered_today += 1
