@@ -4,15 +4,18 @@
    (night leads included), under the product's own claim with progressive pacing; wall time of the
    whole day (temporary store, migrations, intake, every claim and result), repeated 3 times,
    min / median against the goal of 30 s.
-2. Three days, each under fifo-hopper-60s (VICIdial's hopper), progressive (the product today) and
+2. A month: 30 consecutive days of the same (2,000 leads a day, 10 operators) on one store, retries
+   carried over, predictive pacing with its rolling 30-day budget; goal: <= 10 minutes.
+3. Three days, each under fifo-hopper-60s (VICIdial's hopper), progressive (the product today) and
    predictive (pacing.py, abandon budget 3%), printed side by side:
    - staffed: 2,000 leads, 10 operators 10:00-22:00;
    - overloaded with a night backlog: 3,000 leads of which a night campaign brings 35% between 22:00
      and 10:00, 8 operators;
    - thin staff: 2,000 leads, 4 operators.
 
-    .venv/bin/python benchmarks/bench_simulate.py            # both parts (about 5 minutes)
+    .venv/bin/python benchmarks/bench_simulate.py            # every part (about 20 minutes)
     .venv/bin/python benchmarks/bench_simulate.py --only speed
+    .venv/bin/python benchmarks/bench_simulate.py --only month --month-days 7
     .venv/bin/python benchmarks/bench_simulate.py --only days --quick    # the days at a quarter of the leads
 """
 
@@ -40,6 +43,7 @@ from leads.policy.values import DEFAULTS  # noqa: E402
 MOSCOW = ZoneInfo("Europe/Moscow")
 DAY = date(2026, 11, 24)       # a Tuesday
 SPEED_GOAL_SECONDS = 30.0
+MONTH_GOAL_SECONDS = 600.0
 NIGHT_HOURS = (22, 23, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
@@ -87,6 +91,24 @@ def speed(repeats: int) -> None:
           f"(goal <= {SPEED_GOAL_SECONDS:.0f} s: {verdict})")
 
 
+def month(days_count: int, seed: int) -> None:
+    from datetime import timedelta
+    arrivals = [a for k in range(days_count)
+                for a in synthetic_arrivals(2000, DAY + timedelta(days=k), MOSCOW, seed + k)]
+    plan = DayPlan(DAY, "Europe/Moscow", tuple(arrivals), constant_staffing(10, time(10), time(22)), seed=seed,
+                   days=days_count)
+    with tempfile.TemporaryDirectory() as folder:
+        started = walltime.perf_counter()
+        record, = simulate(plan, [parse_strategy("predictive", lambda: DEFAULTS)], Path(folder))
+        wall = walltime.perf_counter() - started
+    k = day_kpis(record)
+    goal = MONTH_GOAL_SECONDS * days_count / 30
+    print(f"month: {days_count} days, {len(arrivals)} leads, 10 operators, predictive: {wall:.0f} s wall "
+          f"({record.events} events, {record.claims} calls placed; goal <= {goal:.0f} s: "
+          f"{'met' if wall <= goal else 'MISSED'}); by deadline {k.first_call_met_pct}%, contact rate "
+          f"{k.contact_rate_pct}%, abandoned {k.abandoned_pct}%, talk {k.talk_min_per_operator_hour} min/op-hour")
+
+
 def days(scale: float, seed: int) -> None:
     strategies = [parse_strategy(name, lambda: DEFAULTS) for name in STRATEGIES]
     for day in DAYS:
@@ -113,7 +135,8 @@ def _cell(value) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("speed", "days"))
+    parser.add_argument("--only", choices=("speed", "month", "days"))
+    parser.add_argument("--month-days", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="the three days at a quarter of leads and operators")
     parser.add_argument("--seed", type=int, default=1)
@@ -121,6 +144,8 @@ def main() -> None:
     logging.disable(logging.CRITICAL)
     if args.only in (None, "speed"):
         speed(args.repeats)
+    if args.only in (None, "month"):
+        month(args.month_days, args.seed)
     if args.only in (None, "days"):
         days(0.25 if args.quick else 1.0, args.seed)
 
