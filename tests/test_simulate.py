@@ -20,6 +20,7 @@ from dialer.simulate.inputs import Arrival, constant_staffing, parse_shifts
 from dialer.simulate.kpis import day_kpis
 from dialer.simulate.strategies import Chooser, Strategy, parse_strategy
 from kernel.errors import UsageError
+from leads.attempt import DispositionKind
 from leads.intake import LeadIn
 from leads.policy.values import DEFAULTS
 
@@ -33,9 +34,11 @@ def at(clock: str, day: date = DAY) -> datetime:
 
 
 def everyone_answers(**overrides) -> Behaviour:
-    """Every call answered after 4 s, the operator takes it after 2 s, talks 60 s, wraps up 30 s."""
+    """Every call answered after 4 s, the operator takes it after 2 s, talks 60 s, wraps up 30 s, and
+    records a confirmed order (the lead is closed: no later call)."""
     figures = dict(answer_by_hour={h: 1.0 for h in range(24)}, answer_by_attempt=(1.0,), answer_after=(4, 4),
-                   operator_ring=(2, 2), talk=(60, 60), wrapup=(30, 30))
+                   operator_ring=(2, 2), talk=(60, 60), wrapup=(30, 30),
+                   dispositions=((DispositionKind.CONFIRMED, 1.0),))
     figures.update(overrides)
     return Behaviour(**figures)
 
@@ -79,6 +82,17 @@ def test_given_three_leads_one_operator_and_everyone_answering_when_simulated_th
     assert (kpis.first_call_met_pct, kpis.sla_breaches) == (100.0, 0)
     assert (kpis.contact_rate_pct, kpis.attempts_per_contact, kpis.abandoned_pct) == (100.0, 1.0, 0.0)
     assert kpis.undialed_at_end == 0
+    assert kpis.confirmed_pct == 100.0                       # each conversation ended in a confirmed order
+
+
+def test_given_a_callback_when_the_customer_asks_for_one_then_the_product_calls_back_two_hours_later(tmp_path):
+    behaviour = everyone_answers(dispositions=((DispositionKind.CALLBACK, 1.0),))
+    record = day_of([("10:00:00", PHONES[0])], PROGRESSIVE, tmp_path, behaviour=behaviour)
+    # talk ends 10:01:06, wrap-up to 10:01:36: the callback is agreed for 12:01:36 and dialed then (the
+    # callback tier); each later conversation asks for another callback two hours on, until 22:00
+    dials = [a.claimed_at.astimezone(MOSCOW) for a in record.attempts]
+    assert dials[:2] == [at("10:00:00"), at("12:01:36")]
+    assert dials[2] == at("14:03:12")                         # 12:01:36 + 96 s of call and wrap-up + 2 h
 
 
 def test_given_a_duplicate_and_a_fake_when_simulated_then_the_intake_keeps_them_out_of_the_calls(tmp_path):

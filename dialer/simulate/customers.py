@@ -16,7 +16,7 @@ from typing import Mapping
 from dialer.ami.results import CallFacts, decide
 from dialer.pbx_sim.scenarios import DEFAULT_AFTER, DEFAULT_MIX, REJECTIONS, Outcome
 from kernel.errors import UsageError
-from leads.attempt import CallResult
+from leads.attempt import CallResult, DispositionKind
 
 # Defaults (docs/simulate.md): the pbx_sim mix answers 55% of calls; later attempts answer less.
 ANSWER_BY_HOUR: Mapping[int, float] = {h: 0.55 for h in range(24)}
@@ -24,6 +24,10 @@ ANSWER_BY_ATTEMPT: tuple[float, ...] = (1.0, 0.85, 0.75, 0.65)   # factor for at
 # A customer who answers and hangs up at once is left out: the result table cannot tell it from a call
 # the pacing dropped (both are `abandoned`), and it would hide the pacing's own abandons.
 _NOT_ANSWERED = tuple((o, w) for o, w in DEFAULT_MIX if o not in (Outcome.ANSWER, Outcome.HANGUP))
+# What operators record after a conversation (an assumption, docs/simulate.md): most orders are confirmed.
+DISPOSITIONS: tuple[tuple[DispositionKind, float], ...] = (
+    (DispositionKind.CONFIRMED, 0.45), (DispositionKind.NOT_INTERESTED, 0.25), (DispositionKind.NO_DECISION, 0.15),
+    (DispositionKind.CALLBACK, 0.10), (DispositionKind.WRONG_NUMBER, 0.03), (DispositionKind.FAKE, 0.02))
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Behaviour:
     talk: tuple[float, float] = (60.0, 180.0)
     wrapup: tuple[float, float] = (20.0, 40.0)
     patience: float = 2.0    # an answered customer with no operator after this hears the message: abandoned
+    dispositions: tuple[tuple[DispositionKind, float], ...] = DISPOSITIONS   # after a conversation, by weight
+    callback_after_hours: float = 2.0   # a customer who asks to be called back names a time this much later
 
     def __post_init__(self) -> None:
         for name in ("answer_after", "operator_ring", "talk", "wrapup"):
@@ -68,6 +74,7 @@ class Call:
     operator_ring: float  # once answered: until the operator takes it
     talk: float
     wrapup: float
+    disposition: DispositionKind = DispositionKind.NO_DECISION   # recorded after a conversation
 
 
 def draw_call(behaviour: Behaviour, rng: random.Random, *, hour: int, attempt_no: int,
@@ -78,6 +85,9 @@ def draw_call(behaviour: Behaviour, rng: random.Random, *, hour: int, attempt_no
     other = rng.choices(outcomes, weights=[w for _, w in behaviour.not_answered])[0] if outcomes else Outcome.NO_ANSWER
     answer_after, operator_ring = rng.uniform(*behaviour.answer_after), rng.uniform(*behaviour.operator_ring)
     talk, wrapup = rng.uniform(*behaviour.talk), rng.uniform(*behaviour.wrapup)
+    kinds = [k for k, _ in behaviour.dispositions]
+    disposition = (rng.choices(kinds, weights=[w for _, w in behaviour.dispositions])[0] if kinds
+                   else DispositionKind.NO_DECISION)
     outcome = Outcome.ANSWER if picks_up else other
     if outcome is Outcome.ANSWER:
         after = min(answer_after, ring_timeout)
@@ -85,7 +95,7 @@ def draw_call(behaviour: Behaviour, rng: random.Random, *, hour: int, attempt_no
         after = ring_timeout
     else:
         after = min(DEFAULT_AFTER[outcome], ring_timeout)
-    return Call(outcome, after, operator_ring, talk, wrapup)
+    return Call(outcome, after, operator_ring, talk, wrapup, disposition)
 
 
 def facts_of(outcome: Outcome, *, connected: bool) -> CallFacts:

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import event as sa_event, func, insert, select, update
 
 from dialer.attempts import store_updates
+from dialer.dispositions import record_disposition
 from dialer.calls.tracker import AttemptUpdate
 from dialer.pbx_sim.scenarios import Outcome
 from dialer.simulate.customers import Behaviour, Call, draw_call, facts_of, result_of
@@ -40,7 +41,8 @@ from kernel.clock import ManualClock
 from kernel.db.engine import Database
 from kernel.db.migrate import upgrade
 from kernel.db.models import CallAttempt, Lead
-from leads.attempt import AttemptState, CallResult
+from leads.attempt import AttemptState, CallResult, DispositionKind
+from leads.disposition import DispositionInput
 from leads.intake import Intake
 from leads.lead import DIALABLE_STATUSES, LeadStatus
 from leads.operators import add_operator
@@ -55,6 +57,7 @@ log = logging.getLogger("dialer.simulate")
 DAEMON_ID = "simulate"
 RENEW_EVERY = timedelta(seconds=60)
 PACE_EVERY = timedelta(seconds=1)
+ORDER_AMOUNT = "2500"   # a confirmed order's amount (RUB): the simulator counts orders, not money
 _DIALABLE = [s.value for s in DIALABLE_STATUSES]
 
 
@@ -101,6 +104,7 @@ class LeadRow:
     due_from: datetime | None        # when the lead could first be dialed (quiet hours of its zones)
     first_dialed_at: datetime | None
     status: str
+    close_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,7 @@ class SimulatedDay:
         self.operators = [f"PJSIP/sim{i}" for i in range(1, plan.staffing.most + 1)]
         self.busy: dict[str, int | str] = {}            # operator -> attempt id, or "wrapup"
         self.wrapping_since: dict[str, datetime] = {}
+        self.wrapping: dict[str, _Live] = {}             # operator -> the conversation being wrapped up
         self.live: dict[int, _Live] = {}
         self.waiting: list[int] = []                      # answered calls waiting for an operator (predictive)
         self.on_duty = 0
@@ -283,6 +288,9 @@ class SimulatedDay:
     def _on_free(self, now: datetime, operator: str) -> None:
         if self.busy.get(operator) == "wrapup":
             del self.busy[operator]
+        done = self.wrapping.pop(operator, None)
+        if done is not None:
+            self._dispose(now, done)
         self._hand_waiting(now)
         self._dial(now)
 
@@ -291,6 +299,24 @@ class SimulatedDay:
     def _connect(self, now: datetime, live: _Live) -> None:
         live.connected_at = now + timedelta(seconds=live.call.operator_ring)
         self._at(live.connected_at + timedelta(seconds=live.call.talk), "end", live.attempt_id)
+
+    def _dispose(self, now: datetime, live: _Live) -> None:
+        """The operator records the outcome at the end of wrap-up (the product's disposition rules)."""
+        kind = live.call.disposition
+        amount = callback_at = None
+        if kind is DispositionKind.CONFIRMED:
+            amount = ORDER_AMOUNT
+        elif kind is DispositionKind.CALLBACK:
+            with self.db.read() as session:
+                own = session.scalar(select(Lead.timezone).where(Lead.id == live.lead_id))
+            zones = (self.zone, *((ZoneInfo(own),) if own else ()))
+            wanted = now + timedelta(hours=self.plan.behaviour.callback_after_hours)
+            callback_at = first_allowed(wanted, zones, self.strategy.policy) or wanted
+        record_disposition(self.db, live.attempt_id, DispositionInput(kind.value, amount=amount,
+                                                                       callback_at=callback_at),
+                           now=now, center_zone=self.plan.center_zone, recorded_by="simulate")
+        if self.idle_until is not None and self._due_again(live.lead_id, now):
+            self.unlocked += 1
 
     def _take(self, live: _Live, operator: str) -> None:
         live.operator = operator
@@ -321,6 +347,7 @@ class SimulatedDay:
             if connected:
                 self.busy[live.operator] = "wrapup"
                 self.wrapping_since[live.operator] = now
+                self.wrapping[live.operator] = live
                 if self.pacer is not None:
                     self.pacer.talked((now - live.connected_at).total_seconds(), wrapup)
                 self._at(now + timedelta(seconds=wrapup), "free", live.operator)
@@ -527,7 +554,8 @@ class SimulatedDay:
         policy = self.strategy.policy
         with self.db.read() as session:
             leads = session.execute(select(Lead.id, Lead.received_at, Lead.first_dialed_at, Lead.status,
-                                           Lead.phone_e164, Lead.timezone, Lead.region).order_by(Lead.id)).all()
+                                           Lead.phone_e164, Lead.timezone, Lead.region, Lead.close_reason)
+                                    .order_by(Lead.id)).all()
             attempts = session.execute(select(
                 CallAttempt.lead_id, CallAttempt.attempt_no, CallAttempt.claimed_at, CallAttempt.answered_at,
                 CallAttempt.connected_at, CallAttempt.ended_at, CallAttempt.result,
@@ -538,7 +566,7 @@ class SimulatedDay:
             zones = lead_zones(row.timezone, row.phone_e164, policy.unknown_zone_rule, row.region).zones
             lead_rows.append(LeadRow(row.id, self.intake_status.get(row.id, row.status), received,
                                      first_allowed(received, (self.zone, *zones), policy),
-                                     _aware(row.first_dialed_at), row.status))
+                                     _aware(row.first_dialed_at), row.status, row.close_reason))
         attempt_rows = tuple(AttemptRow(a.lead_id, a.attempt_no, _aware(a.claimed_at), _aware(a.answered_at),
                                         _aware(a.connected_at), _aware(a.ended_at), a.result, a.operator_interface)
                              for a in attempts)

@@ -12,6 +12,8 @@ Definitions (docs/simulate.md says the same):
 - first_dial_15min_pct: `dialer report`'s own figure: leads first dialed within 15 minutes of ARRIVAL /
   leads dialed (night leads count as late there);
 - contact_rate_pct: callable leads with a conversation (a call that reached an operator) / callable leads;
+- confirmed_pct: callable leads closed as a confirmed order / callable leads;
+- confirmed_pct: callable leads closed as a confirmed order (the operator's disposition) / callable leads;
 - attempts_per_contact: calls / conversations; abandoned_pct: abandoned / answered calls;
 - talk_min_per_operator_hour: talk minutes (operator took the call -> its end) / staffed operator-hours;
   contacts_per_operator_hour: conversations / staffed operator-hours;
@@ -34,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from dialer.simulate.day import DayRecord
 from leads.attempt import CallResult
-from leads.lead import LeadStatus
+from leads.lead import CloseReason, LeadStatus
 
 
 QUEUED_AFTER = timedelta(minutes=2)
@@ -53,6 +55,7 @@ class DayKpis:
     first_dial_p90_s: float | None
     first_dial_15min_pct: float | None
     contact_rate_pct: float | None
+    confirmed_pct: float | None
     calls: int
     answered: int
     conversations: int
@@ -78,7 +81,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("first_call_met_pct", "first dial by deadline %"), ("sla_breaches", "SLA breaches"),
     ("first_dial_p50_s", "first dial p50 s"), ("first_dial_p90_s", "first dial p90 s"),
     ("first_dial_15min_pct", "15 min from arrival %"), ("contact_rate_pct", "contact rate %"),
-    ("attempts_per_contact", "attempts / contact"), ("abandoned_pct", "abandoned %"),
+    ("confirmed_pct", "confirmed %"), ("attempts_per_contact", "attempts / contact"), ("abandoned_pct", "abandoned %"),
     ("talk_min_per_operator_hour", "talk min / op-hour"), ("contacts_per_operator_hour", "contacts / op-hour"),
     ("talk_min_per_queued_operator_hour", "talk min / op-hour, queued"), ("queued_hours", "hours with a queue"),
     ("undialed_at_end", "undialed at end"), ("calls", "calls"), ("callable_leads", "callable leads"),
@@ -113,6 +116,8 @@ def day_kpis(record: DayRecord) -> DayKpis:
         first_dial_p50_s=_round(nearest_rank(waits, 0.5)), first_dial_p90_s=_round(nearest_rank(waits, 0.9)),
         first_dial_15min_pct=_pct(sum(1 for w in from_arrival if w <= 15 * 60), len(from_arrival)),
         contact_rate_pct=_pct(sum(1 for lead in callable_leads if lead.id in contacted), len(callable_leads)),
+        confirmed_pct=_pct(sum(1 for lead in callable_leads if lead.close_reason == CloseReason.CONFIRMED.value),
+                           len(callable_leads)),
         calls=len(calls), answered=len(answered), conversations=len(connected),
         attempts_per_contact=_round(len(calls) / len(connected), 2) if connected else None,
         abandoned=abandoned, abandoned_pct=_pct(abandoned, len(answered)),
