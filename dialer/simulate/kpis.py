@@ -28,6 +28,8 @@ Definitions (docs/simulate.md says the same):
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, time, timedelta
@@ -135,6 +137,7 @@ def _queued(record: DayRecord, due: list, connected: list) -> dict:
         return {"queued_hours": 0, "talk_min_per_queued_operator_hour": None}
     zone = ZoneInfo(record.center_zone)
     last = record.day_end.astimezone(zone).date()
+    waits = _Waits(due)
     talk, operator_hours, queued = 0.0, 0.0, 0
     for day, hour in ((last - timedelta(days=k), h) for k in range(record.days) for h in range(24)):
         start = datetime.combine(day, time(hour), zone)
@@ -143,9 +146,7 @@ def _queued(record: DayRecord, due: list, connected: list) -> dict:
         if on_duty == 0 or end > record.day_end:
             continue
         marks = [start + timedelta(minutes=m + 2.5) for m in range(0, 60, 5)]   # the middle of each 5 minutes
-        if not all(any(lead.due_from <= mark - QUEUED_AFTER and lead.first_dialed_at is not None
-                       and lead.first_dialed_at > mark
-                       for lead in due) for mark in marks):
+        if not all(_waited_at(waits, mark) for mark in marks):
             continue
         queued += 1
         operator_hours += on_duty
@@ -153,6 +154,21 @@ def _queued(record: DayRecord, due: list, connected: list) -> dict:
                     for a in connected if a.connected_at and a.connected_at < end and a.ended_at > start)
     return {"queued_hours": queued,
             "talk_min_per_queued_operator_hour": round(talk / 60 / operator_hours, 1) if operator_hours else None}
+
+
+class _Waits:
+    """Leads dialed that day by the moment they became due, with the latest first dial so far."""
+
+    def __init__(self, due: list) -> None:
+        dialed = sorted((lead.due_from, lead.first_dialed_at) for lead in due if lead.first_dialed_at is not None)
+        self.due = [d for d, _ in dialed]
+        self.latest = list(itertools.accumulate((f for _, f in dialed), max))
+
+
+def _waited_at(waits: _Waits, mark: datetime) -> bool:
+    """A lead due by mark - QUEUED_AFTER was still not dialed at mark."""
+    i = bisect.bisect_right(waits.due, mark - QUEUED_AFTER)
+    return i > 0 and waits.latest[i - 1] > mark
 
 
 def nearest_rank(values: Sequence[float], q: float) -> float | None:
