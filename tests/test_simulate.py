@@ -359,3 +359,17 @@ def test_given_two_days_when_a_lead_arrives_after_the_close_and_another_is_not_a
                                                  (at("10:00:30", tomorrow), 2)]
     assert all(t.date() == tomorrow and t.time() >= time(13) for t, _, _ in dials[3:])   # the next parts
     assert day_kpis(record).operator_hours == 24.0
+
+
+def test_given_two_processes_with_different_hash_seeds_when_simulating_then_the_json_is_byte_identical(tmp_path):
+    import subprocess
+    import sys
+    args = [sys.executable, "-m", "cli", "simulate", "--leads-count", "60", "--operators", "2", "--format", "json",
+            "--seed", "9", "--policy", "progressive", "--policy", "predictive"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALER_")}
+    env["DIALER_DB_URL"] = f"sqlite:///{tmp_path / 'absent.db'}"
+    root = str(Path(__file__).resolve().parent.parent)
+    outputs = [subprocess.run(args, cwd=root, env={**env, "PYTHONHASHSEED": seed}, capture_output=True, text=True,
+                              timeout=120) for seed in ("1", "2")]
+    assert [o.returncode for o in outputs] == [0, 0], outputs[0].stderr
+    assert outputs[0].stdout == outputs[1].stdout and '"strategy": "predictive"' in outputs[0].stdout

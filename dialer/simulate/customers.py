@@ -10,7 +10,7 @@ CallFacts, and the product's own result table (dialer.ami.results.decide) turns 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from dialer.ami.results import CallFacts, decide
@@ -62,7 +62,7 @@ class Behaviour:
     def with_answer_rate(self, rate: float) -> "Behaviour":
         if not 0 <= rate <= 1:
             raise UsageError(f"--answer-rate {rate:g}: give a probability between 0 and 1")
-        return _replace(self, answer_by_hour={h: rate for h in range(24)})
+        return replace(self, answer_by_hour={h: rate for h in range(24)})
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,3 @@ def parse_range(text: str, name: str) -> tuple[float, float]:
         raise UsageError(f"{name} {text!r}: give seconds as LOW-HIGH (e.g. 60-180) or one number")
     return values[0], values[1]
 
-
-def _replace(behaviour: Behaviour, **changes) -> Behaviour:
-    from dataclasses import replace
-    return replace(behaviour, **changes)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from kernel.errors import UsageError
@@ -198,6 +198,3 @@ def _hours(start: time, end: time) -> float:
     seconds = lambda t: t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6   # noqa: E731
     return (seconds(end) - seconds(start)) / 3600
 
-
-def arrivals_between(arrivals: Iterable[Arrival], start: datetime, end: datetime) -> list[Arrival]:
-    return [a for a in arrivals if start <= a.at < end]
