@@ -186,6 +186,8 @@ def test_given_a_csv_of_past_leads_when_simulated_then_its_arrival_times_are_use
     (["--operators", "3", "--shifts", "10-22:3"], "not both"),
     (["--plot", "day.txt"], "give a .png or .svg"),
     (["--closes", "late"], "give a time of day"),
+    (["--closes", "09:00"], "must close after it opens"),
+    (["--shifts", ""], "is not START-END:OPERATORS"),
 ])
 def test_given_a_bad_flag_when_simulating_then_one_line_and_exit_code_2(run_cli, args, message):
     code, out, err = run_cli("simulate", "--leads-count", "5", *args)

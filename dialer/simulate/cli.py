@@ -79,7 +79,7 @@ def simulate_day(ctx: typer.Context,
     if operators is not None and shifts is not None:
         raise UsageError("give --operators or --shifts, not both")
     closing = _clock(closes, "--closes")
-    staffing = parse_shifts(shifts) if shifts else constant_staffing(10 if operators is None else operators, _clock(opens, "--opens"),
+    staffing = parse_shifts(shifts) if shifts is not None else constant_staffing(10 if operators is None else operators, _clock(opens, "--opens"),
                                                                      closing)
     if leads_file is not None:
         arrivals = read_arrivals_csv(leads_file, zone)

@@ -78,6 +78,8 @@ class Staffing:
 def constant_staffing(operators: int, opens: time, closes: time) -> Staffing:
     if operators < 1:
         raise UsageError(f"--operators {operators}: give at least 1 operator")
+    if closes <= opens:
+        raise UsageError(f"--opens {opens:%H:%M} --closes {closes:%H:%M}: the day must close after it opens")
     return Staffing((Shift(opens, closes, operators),))
 
 
