@@ -375,3 +375,38 @@ def test_given_two_processes_with_different_hash_seeds_when_simulating_then_the_
                               timeout=120) for seed in ("1", "2")]
     assert [o.returncode for o in outputs] == [0, 0], outputs[0].stderr
     assert outputs[0].stdout == outputs[1].stdout and '"strategy": "predictive"' in outputs[0].stdout
+
+
+# ---------------------------------------------------------------- --from-db: the store's own leads
+
+def test_given_a_store_with_leads_when_simulating_from_db_then_the_periods_leads_arrive_again(run_cli, tmp_path,
+                                                                                             monkeypatch):
+    from kernel.db.engine import Database
+    from kernel.db.migrate import upgrade
+    from leads.intake import Intake
+    store = tmp_path / "store.db"
+    db = Database(f"sqlite:///{store}")
+    upgrade(db)
+    intake = Intake(db)
+    for when, phone in [(at("21:00:00", DAY - timedelta(days=1)), PHONES[0]),   # before the window: not read
+                        (at("23:00:00", DAY - timedelta(days=1)), PHONES[1]),   # the night before: read
+                        (at("10:00:00"), PHONES[2]), (at("10:00:30"), "8 916 123 45 03")]:   # a duplicate
+        intake.submit([LeadIn(phone=phone, name="Анна")], when)
+    db.dispose()
+    monkeypatch.setenv("DIALER_DB_URL", f"sqlite:///{store}")
+    code, out, err = run_cli("simulate", "--from-db", "--to", "2026-11-24", "--operators", "1", "--format", "json",
+                             "--policy", "progressive")
+    assert code == 0, err
+    report = json.loads(out)
+    kpis = report["strategies"][0]
+    assert (report["leads"], kpis["callable_leads"], report["days"]) == (3, 2, 1)   # the duplicate found again
+    code, out, err = run_cli("simulate", "--from-db", "--from", "2026-11-25", "--to", "2026-11-25")
+    assert code == 2 and "no lead received" in err
+
+
+def test_given_from_db_without_to_or_with_a_csv_when_simulating_then_one_line_and_exit_code_2(run_cli, tmp_path):
+    for args, message in [(["--from-db"], "needs --to"), (["--to", "2026-11-24"], "go with --from-db"),
+                          (["--from-db", "--to", "2026-11-24"], "does not exist"),
+                          (["--from-db", "--to", "2026-11-24", "--leads", "x.csv"], "not both")]:
+        code, out, err = run_cli("simulate", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)

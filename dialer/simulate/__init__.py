@@ -6,5 +6,6 @@ strategies.py names what is compared (a policy and a way to choose the next call
 or the VICIdial-style hopper baseline; progressive or predictive pacing); pacing.py is predictive pacing
 with its abandon budget (pure); day.py runs one day on a temporary store with the product's intake,
 claim and result recording; kpis.py turns the store's end-of-day rows into the KPIs; plot.py draws them;
-calibrate.py fits the customer figures from a store's own calls (--calibrate); cli.py is `dialer simulate`.
+calibrate.py fits the customer figures from a store's own calls (--calibrate); history.py reads a store's
+own leads as the arrivals (--from-db); cli.py is `dialer simulate`.
 """

@@ -47,6 +47,11 @@ def simulate_day(ctx: typer.Context,
                                             "FILE.toml; repeat to compare [default: current, fifo-hopper-60s]"),
                  leads_file: Optional[Path] = typer.Option(None, "--leads", help="CSV of past leads with a "
                                                                                  "received_at column"),
+                 from_db: bool = typer.Option(False, "--from-db", help="The store's own leads of --from..--to "
+                                              "as the arrivals (each day: from 22:00 the evening before)"),
+                 start: Optional[str] = typer.Option(None, "--from", help="With --from-db: the first day "
+                                                                          "(YYYY-MM-DD) [default: --to]"),
+                 end: Optional[str] = typer.Option(None, "--to", help="With --from-db: the last day (YYYY-MM-DD)"),
                  leads_count: int = typer.Option(2000, "--leads-count", help="Synthetic leads over the day's "
                                                                              "hourly profile (without --leads)"),
                  operators: Optional[int] = typer.Option(None, "--operators", help="Operators on duty all day "
@@ -81,7 +86,21 @@ def simulate_day(ctx: typer.Context,
     closing = _clock(closes, "--closes")
     staffing = parse_shifts(shifts) if shifts is not None else constant_staffing(10 if operators is None else operators, _clock(opens, "--opens"),
                                                                      closing)
-    if leads_file is not None:
+    if from_db:
+        if leads_file is not None:
+            raise UsageError("give --leads or --from-db, not both")
+        if end is None:
+            raise UsageError("--from-db needs --to (and --from for several days), e.g. --from-db --to 2026-11-24")
+        from dialer.simulate.history import arrivals_of_store
+        last = _date(end, "--to")
+        the_day = _date(start, "--from") if start else last
+        days = (last - the_day).days + 1
+        if days > 31:
+            raise UsageError(f"--from {the_day} --to {last}: at most 31 days")
+        arrivals = arrivals_of_store(_store(ctx, "--from-db"), the_day, last, zone)
+    elif start is not None or end is not None:
+        raise UsageError("--from/--to go with --from-db")
+    elif leads_file is not None:
         arrivals = read_arrivals_csv(leads_file, zone)
         the_day = _date(day) if day else day_of(arrivals, zone) - timedelta(days=days - 1)
     else:
@@ -200,8 +219,8 @@ def _clock(text: str, flag: str) -> time:
         raise UsageError(f"{flag} {text!r}: give a time of day such as 22:00") from None
 
 
-def _date(text: str) -> date:
+def _date(text: str, flag: str = "--date") -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"--date {text!r}: give a day as YYYY-MM-DD") from None
+        raise UsageError(f"{flag} {text!r}: give a day as YYYY-MM-DD") from None
