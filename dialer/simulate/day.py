@@ -179,7 +179,6 @@ class SimulatedDay:
         self.unlocked = 0                                 # ... except these leads made due since (arrivals)
         self.zones: dict[int, tuple[ZoneInfo, ...]] = {}  # lead id -> the zones whose quiet hours apply
         self.hopper: list[int] = []
-        self.hopper_at: datetime | None = None
         self.renewing = False
         self.pace_at: datetime | None = None             # predictive: the next look at the calls ringing
         self.intake_status: dict[int, str] = {}
