@@ -242,9 +242,16 @@ class SimulatedDay:
         self._dial(now)
 
     def _on_refill(self, now: datetime, _: Any) -> None:
+        step = timedelta(seconds=self.strategy.hopper_seconds)
+        if self.plan.closed(now) and now < self.plan.end:     # overnight: the next refill when a shift opens
+            opens = [m for d in self.plan.dates for m in self.plan.staffing.changes(d, self.zone)
+                     if m > now and self.plan.staffing.on_duty(m, self.zone) > 0]
+            if opens:
+                self._at(_next_grid(min(opens) - step, self.strategy.hopper_seconds), "refill", None)
+            return
         self.hopper = self._hopper_leads(now)
         if now < self.plan.end:
-            self._at(now + timedelta(seconds=self.strategy.hopper_seconds), "refill", None)
+            self._at(now + step, "refill", None)
         self._dial(now)
 
     def _on_new_day(self, now: datetime, _: Any) -> None:
