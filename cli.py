@@ -40,6 +40,8 @@ from dialer.housekeeping.cli import app as prune_app  # noqa: E402  housekeeping
 app.add_typer(prune_app, name="prune")
 from dialer.alerts.cli import app as alerts_app  # noqa: E402  alerts (issue 14)
 app.add_typer(alerts_app, name="alerts")
+from dialer.simulate.cli import app as simulate_app  # noqa: E402  simulate (issue 15)
+app.add_typer(simulate_app, name="simulate")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
