@@ -35,6 +35,7 @@ from dialer.calls.tracker import AttemptUpdate
 from dialer.pbx_sim.scenarios import Outcome
 from dialer.simulate.customers import Behaviour, Call, draw_call, facts_of, result_of
 from dialer.simulate.inputs import Arrival, Staffing
+from dialer.reports.budget import NEAR_SHARE   # the policy's abandon budget and its margin, as the report shows
 from dialer.simulate.pacing import PredictivePacer
 from dialer.simulate.strategies import Chooser, Pacing, Strategy
 from kernel.clock import ManualClock
@@ -184,7 +185,8 @@ class SimulatedDay:
         self.intake_status: dict[int, str] = {}
         self.events = self.claims = 0
         b = plan.behaviour
-        self.pacer = (PredictivePacer(b.patience, ring_timeout=strategy.policy.ring_timeout_seconds,
+        self.pacer = (PredictivePacer(b.patience, budget=strategy.policy.abandon_budget_percent / 100.0,
+                                      guard=NEAR_SHARE, ring_timeout=strategy.policy.ring_timeout_seconds,
                                       prior_talk=sum(b.talk) / 2, prior_wrapup=sum(b.wrapup) / 2)
                       if strategy.pacing is Pacing.PREDICTIVE else None)
 
