@@ -642,8 +642,8 @@ def _build_section(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _build_tables(cls: type, value: Any, prefix: str) -> tuple:
-    """[[section.name]] tables: each built and checked like a section, names unique."""
+def _build_tables(cls: type, value: Any, prefix: str, unique_names: bool = True) -> tuple:
+    """[[section.name]] tables: each built and checked like a section, names unique (unless told)."""
     if not isinstance(value, list):
         raise SettingsError(f"{prefix} must be a list of [[{prefix}]] tables")
     known = {f.name for f in dataclasses.fields(cls)}
@@ -656,24 +656,13 @@ def _build_tables(cls: type, value: Any, prefix: str) -> tuple:
                 raise SettingsError(f"unknown setting '{prefix}[{i}].{key}'; known: {', '.join(sorted(known))}")
         items.append(_build_section(cls, item, f"{prefix}[{i}]"))
     names = [getattr(x, "name", i) for i, x in enumerate(items)]
-    if len(names) != len(set(names)):
+    if unique_names and len(names) != len(set(names)):
         raise SettingsError(f"{prefix}: every [[{prefix}]] entry needs its own name")
     return tuple(items)
 
 
 def _build_feeds(value: Any) -> tuple[FeedSettings, ...]:
-    if not isinstance(value, list):
-        raise SettingsError("feeds must be a list of [[feeds]] tables")
-    feeds = []
-    known = {f.name for f in dataclasses.fields(FeedSettings)}
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise SettingsError(f"feeds[{i}] must be a table")
-        for key in item:
-            if key not in known:
-                raise SettingsError(f"unknown setting 'feeds[{i}].{key}'; known: {', '.join(sorted(known))}")
-        feeds.append(_build_section(FeedSettings, item, f"feeds[{i}]"))
-    return tuple(feeds)
+    return _build_tables(FeedSettings, value, "feeds", unique_names=False)
 
 
 def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:

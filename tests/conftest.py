@@ -130,3 +130,27 @@ def cli_db(run_dialer, tmp_path, _migrated_sqlite_template):
     database = Database(f"sqlite:///{tmp_path / 'cli.db'}")
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def cli_in_process(capsys):
+    """`dialer ...` in this process (cli.main): (exit code, stdout, stderr); the root logger restored after."""
+    import logging
+
+    import cli
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            cli.main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+    root.handlers[:], root.level = handlers, level

@@ -289,28 +289,9 @@ def test_run_keeps_polling_until_stopped_and_picks_up_new_items(sqlite_db, feed_
 # ---------------------------------------------------------------- `dialer feeds`
 
 @pytest.fixture
-def run_cli(capsys, monkeypatch):
+def run_cli(cli_in_process):
     """`dialer ...` in this process (cli.main, exit code and output), the root logger restored afterwards."""
-    import logging
-
-    import cli
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            cli.main(list(args))
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return cli_in_process
 
 
 def test_cli_feeds_poll_once_prints_counts_and_exits_1_when_a_feed_fails(tmp_path, feed_server, run_cli,

@@ -226,31 +226,13 @@ def test_given_a_policy_file_when_parsed_then_its_keys_and_pacing_are_used_and_b
 
 
 @pytest.fixture
-def run_cli(capsys, monkeypatch, tmp_path):
+def run_cli(cli_in_process, monkeypatch, tmp_path):
     """`dialer ...` in this process (cli.main): exit code, stdout, stderr; no store (the defaults)."""
-    import logging
-
-    import cli
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DIALER_DB_URL", f"sqlite:///{tmp_path / 'absent.db'}")
     for name in [n for n in os.environ if n.startswith("DIALER_") and n != "DIALER_DB_URL"]:
         monkeypatch.delenv(name)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            cli.main(list(args))
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-    root.handlers[:], root.level = handlers, level
+    return cli_in_process
 
 
 # ---------------------------------------------------------------- predictive pacing and its abandon budget
