@@ -58,7 +58,7 @@ def _percent(part: int, whole: int) -> float | None:
 def read_budget(engine: Engine, now: datetime, center_zone: str, policy: Policy) -> AbandonBudget:
     """Today (the center's calendar day up to now) and the last `abandon_budget_days` days up to now."""
     from dialer.reports.kpi import Period
-    from dialer.reports.queries import _call_query, _Sql
+    from dialer.reports.queries import answered_and_abandoned
     require_aware(now)
     tz = ZoneInfo(center_zone)
     day_start = datetime.combine(now.astimezone(tz).date(), datetime.min.time(), tz)
@@ -67,10 +67,7 @@ def read_budget(engine: Engine, now: datetime, center_zone: str, policy: Policy)
         if start >= now:
             figures.append((0, 0))
             continue
-        period = Period(start, now, center_zone)
-        with engine.connect() as conn:
-            row = conn.execute(_call_query(_Sql(engine, period), ())).mappings().first()
-        figures.append((int(row["answered"] or 0), int(row["abandoned"] or 0)) if row else (0, 0))
+        figures.append(answered_and_abandoned(engine, Period(start, now, center_zone)))
     (day_answered, day_abandoned), (window_answered, window_abandoned) = figures
     return AbandonBudget(float(policy.abandon_budget_percent), policy.abandon_budget_days, day_answered,
                          day_abandoned, window_answered, window_abandoned)

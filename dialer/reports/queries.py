@@ -410,6 +410,13 @@ def _worked_query(sql: _Sql, dims: Sequence[str], cap: datetime):
             .where(spans.c.state == "working", finish > begin).group_by(*key.values()))
 
 
+def answered_and_abandoned(engine: Engine, period: Period) -> tuple[int, int]:
+    """Calls of the period the customer picked up, and those of them abandoned (the abandon budget)."""
+    with engine.connect() as conn:
+        row = conn.execute(_call_query(_Sql(engine, period), ())).mappings().first()
+    return (int(row["answered"] or 0), int(row["abandoned"] or 0)) if row else (0, 0)
+
+
 def compute_refusals(engine: Engine, period: Period) -> list[RefusalRow]:
     """Refusals recorded in the period (not interested, do not call, complaint) by kind and topic, most first."""
     query = (select(D.c.kind, D.c.topic, func.count().label("n"), func.sum(D.c.amount))
