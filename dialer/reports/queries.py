@@ -185,13 +185,13 @@ def compute_summary(engine: Engine, period: Period, by: Sequence[str] | str | No
     if not dims and not rows:
         rows[()] = KpiRow()
     for row in rows.values():   # a line with leads but no calls (or the reverse) still reads as zeros
-        if row.leads is None and all(d in LEAD_DIMENSIONS for d in dims):
+        if row.leads is None and lead_family:
             row.leads = row.duplicates = row.fakes = row.actual = row.contacted = row.confirmed = 0
             row.refused = row.dialed = row.first_dial_within_15 = row.sla_alerts = 0
             row.refused_not_interested = row.refused_dnc = row.refused_complaint = 0
             row.first_dial_within_15_allowed = 0
             row.order_sum = Decimal("0.00")
-        if all(d in LEAD_DIMENSIONS for d in dims):
+        if lead_family:
             if row.callbacks is None:
                 row.callbacks = row.callbacks_on_time = 0
             if row.callbacks_overdue is None:
